@@ -1,0 +1,129 @@
+"""Shared CLI plumbing: option decorators, output, error mapping."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+
+import click
+
+from vdgtool.errors import VdgError
+
+
+def run_cli(group: click.Group, argv=None):
+    from vdgtool.utils.provenance import set_command_line
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    set_command_line(["vdgtool"] + args)
+    debug = "--debug" in args or os.environ.get("VDGTOOL_DEBUG") not in (None, "", "0")
+    try:
+        group.main(args=args, prog_name="vdgtool", auto_envvar_prefix="VDGTOOL", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("vdgtool: aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:  # usage errors: exit 2 (ClickException itself: 1)
+        e.show()
+        sys.exit(e.exit_code)
+    except VdgError as e:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"vdgtool: error: {e}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("vdgtool: interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:  # `vdgtool ... | head`
+        sys.exit(0)
+    except Exception as e:  # unexpected: still one line unless --debug
+        if debug:
+            traceback.print_exc()
+        else:
+            msg = " ".join(str(e).split()) or e.__class__.__name__
+            click.echo(f"vdgtool: internal error: {e.__class__.__name__}: {msg} "
+                       "(re-run with --debug for a traceback and report it)", err=True)
+        sys.exit(1)
+    sys.exit(0)
+
+
+def json_option(f):
+    return click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout instead of a table.")(f)
+
+
+def seed_option(f):
+    return click.option("--seed", type=int, default=0, show_default=True,
+                        help="Random seed (recorded in every output).")(f)
+
+
+def overwrite_option(f):
+    return click.option("--overwrite", is_flag=True, help="Replace an existing output.")(f)
+
+
+def resume_option(f):
+    return click.option("--resume", is_flag=True, help="Continue an interrupted run where it stopped.")(f)
+
+
+def shard_options(f):
+    from vdgtool.utils.env import shard_defaults
+
+    n, i = shard_defaults()
+    f = click.option("--shard-index", type=int, default=i, show_default="SLURM_ARRAY_TASK_ID or 0",
+                     help="Which shard this process writes.")(f)
+    f = click.option("--num-shards", type=int, default=n, show_default="SLURM_ARRAY_TASK_COUNT or 1",
+                     help="Split the input into this many shards (merge with `vdgtool store merge`).")(f)
+    return f
+
+
+def workers_option(f):
+    return click.option("--workers", "-j", type=int, default=0, show_default=True,
+                        help="Parallel worker processes (0 = in the main process).")(f)
+
+
+def device_option(f):
+    return click.option("--device", default="auto", show_default=True,
+                        help="torch device: auto (CUDA when available), cpu, cuda, cuda:1 ...")(f)
+
+
+def emit(result, as_json: bool, table_rows=None, headers=None, title: str | None = None) -> None:
+    """Print a result: JSON (machine-readable) or a tabulate table (humans)."""
+    from vdgtool.utils.provenance import dumps
+
+    if as_json:
+        click.echo(json.dumps(json.loads(dumps(result)), indent=2))
+        return
+    from tabulate import tabulate
+
+    if title:
+        click.echo(title)
+    if table_rows is None:
+        table_rows = [(k, _short(v)) for k, v in (result.items() if isinstance(result, dict) else [])]
+        headers = headers or ()
+    click.echo(tabulate(table_rows, headers=headers or (), floatfmt=".4g"))
+
+
+def _short(v):
+    if isinstance(v, (list, tuple)):
+        s = ", ".join(str(x) for x in v)
+        return s if len(s) < 100 else s[:97] + "..."
+    if isinstance(v, dict):
+        return json.dumps(v)[:100]
+    return v
+
+
+def resolve_device(name: str):
+    import torch
+
+    from vdgtool.errors import InputError
+
+    if name in ("auto", "", None):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown device '{name}'", "use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {name} requested but CUDA is not available", "use --device cpu")
+    return dev

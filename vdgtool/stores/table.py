@@ -1,0 +1,120 @@
+"""Row stores (kinds ``features`` and ``predictions``): one row per clip.
+
+Layout::
+
+    /                 attrs as every store (+ conventions such as model, layer, pooling, clips per video)
+    /arrays/<name>    (N, ...) arrays, e.g. features (N, D) float16/float32; logits (N, C); probs (N, C)
+    /meta/<column>    key, video, clip, label, domain (one entry per row)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+import h5py
+import numpy as np
+
+from vdgtool.errors import InputError, StoreError
+from vdgtool.stores import schema as S
+from vdgtool.stores.base import STR, StoreReader, read_meta, str_array, write_json_attr
+
+
+class TableStoreWriter:
+    """Append batches of rows; the store appears at ``path`` when the ``with`` block succeeds."""
+
+    def __init__(self, path: str, kind: str, *, classes: Iterable[str] = (), domains: Iterable[str] = (),
+                 conventions: dict | None = None, provenance: dict | None = None, overwrite: bool = False):
+        if kind not in S.TABLE_KINDS:
+            raise StoreError(f"unknown table store kind '{kind}'", f"use one of {S.TABLE_KINDS}")
+        self.path = os.fspath(path)
+        if os.path.exists(self.path) and not overwrite:
+            raise InputError(f"{self.path} already exists", "pass --overwrite to replace it, or choose another -o")
+        parent = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(parent):
+            raise InputError(f"output folder {parent} does not exist", "create it first")
+        self.kind = kind
+        self.tmp = self.path + ".partial"
+        self.f = h5py.File(self.tmp, "w")
+        self.f.attrs[S.ATTR_KIND] = kind
+        self.f.attrs[S.ATTR_SCHEMA] = S.SCHEMA_VERSION
+        write_json_attr(self.f, S.ATTR_PROVENANCE, provenance or {})
+        write_json_attr(self.f, S.ATTR_CONVENTIONS, conventions or {})
+        write_json_attr(self.f, S.ATTR_CLASSES, list(classes))
+        write_json_attr(self.f, S.ATTR_DOMAINS, list(domains))
+        self.f.attrs[S.ATTR_COMPLETE] = False
+        self.arrays = self.f.create_group("arrays")
+        self.meta = self.f.create_group("meta")
+        for name, dt in S.TABLE_META.items():
+            self.meta.create_dataset(name, shape=(0,), maxshape=(None,), dtype=STR if dt == "str" else dt,
+                                     chunks=(4096,))
+        self.n = 0
+
+    def append(self, arrays: dict[str, np.ndarray], **meta) -> None:
+        """Append rows: every array has the same first dimension B; meta columns are length-B sequences."""
+        sizes = {len(a) for a in arrays.values()}
+        if len(sizes) != 1:
+            raise StoreError(f"arrays of different lengths {sizes}", "this is a bug in the caller")
+        b = sizes.pop()
+        for name, a in arrays.items():
+            a = np.asarray(a)
+            if name not in self.arrays:
+                self.arrays.create_dataset(name, shape=(0,) + a.shape[1:], maxshape=(None,) + a.shape[1:],
+                                           dtype=a.dtype, chunks=(max(1, min(1024, 1 << 20 // max(1, a[0].nbytes)
+                                                                             if b else 1)),) + a.shape[1:])
+            ds = self.arrays[name]
+            ds.resize(self.n + b, axis=0)
+            ds[self.n:self.n + b] = a
+        for name, dt in S.TABLE_META.items():
+            ds = self.meta[name]
+            ds.resize(self.n + b, axis=0)
+            vals = meta.get(name)
+            if vals is None:
+                vals = [""] * b if dt == "str" else np.full(b, -1)
+            ds[self.n:self.n + b] = str_array(vals) if dt == "str" else np.asarray(vals, dtype=dt)
+        self.n += b
+
+    def commit(self) -> str:
+        self.f.attrs[S.ATTR_COMPLETE] = True
+        self.f.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        try:
+            self.f.close()
+        finally:
+            if os.path.exists(self.tmp):
+                os.remove(self.tmp)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+        return False
+
+
+class TableStore(StoreReader):
+    """Read a features or predictions store."""
+
+    def __init__(self, path: str, kind: str | tuple | None = S.TABLE_KINDS):
+        super().__init__(path, kind)
+
+    def _load(self, f: h5py.File) -> None:
+        self.meta = read_meta(f["meta"], S.TABLE_META)
+        self.array_names = sorted(f["arrays"].keys())
+        self.shapes = {k: f["arrays"][k].shape for k in self.array_names}
+
+    def __len__(self) -> int:
+        return len(self.meta["key"])
+
+    def array(self, name: str, rows=None) -> np.ndarray:
+        if name not in self.array_names:
+            raise StoreError(f"{self.path} has no '{name}' array (it has: {', '.join(self.array_names)})",
+                             "use a store written with that output")
+        ds = self.h5["arrays"][name]
+        return ds[()] if rows is None else ds[np.asarray(rows)]

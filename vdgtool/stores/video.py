@@ -1,0 +1,455 @@
+"""Per-video stores (kinds ``clips`` and ``flow``): an atomic, resumable writer and a lazy reader.
+
+Layout of a finished store (see docs/stores.md)::
+
+    /                 attrs: vdgtool_kind, vdgtool_schema, provenance, conventions, classes, domains, complete
+    /data/<row>       one array per video: (T, H, W, C) uint8 ("raw"), or T JPEG byte strings ("jpeg"),
+                      or (T, H, W, 2) uint8/float16 flow
+    /meta/<column>    one entry per video (key, index, label, domain, fps, num_frames, height, width, ...)
+    /errors/<column>  one entry per input that could not be read (key, index, source, reason)
+    /extras/<name>/<row>  optional per-video arrays (synthetic flow, camera trajectory, depth, ...)
+
+Writing goes to ``STORE.partial.d/seg-*.h5`` segments, each renamed into place when complete, so a
+killed run loses at most the segment in progress; ``--resume`` skips what the segments hold, and the
+final merge (rows ordered by manifest index) writes ``STORE.partial`` and renames it to ``STORE``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+from typing import Any, Iterable
+
+import h5py
+import numpy as np
+
+from vdgtool.errors import InputError, StoreError
+from vdgtool.stores import schema as S
+from vdgtool.stores.base import (StoreReader, _decode, check_header, open_h5, read_json_attr, read_meta,
+                                 write_json_attr, write_meta)
+
+ENCODINGS = ("raw", "jpeg")
+VLEN_U8 = h5py.vlen_dtype(np.dtype("uint8"))
+
+
+def encode_jpeg(frames: np.ndarray, quality: int) -> list[np.ndarray]:
+    import cv2
+
+    out = []
+    params = [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)]
+    for fr in frames:
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(fr[..., ::-1]) if fr.shape[-1] == 3 else fr, params)
+        if not ok:  # pragma: no cover
+            raise StoreError("JPEG encoding failed", "use --encoding raw")
+        out.append(buf.reshape(-1))
+    return out
+
+
+def decode_jpeg(buf: np.ndarray) -> np.ndarray:
+    import cv2
+
+    img = cv2.imdecode(np.asarray(buf, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise StoreError("a stored JPEG frame is corrupt", "run vdgtool store verify and re-extract the video")
+    if img.ndim == 2:
+        return img[..., None]
+    return img[..., ::-1]
+
+
+def _write_array(group: h5py.Group, name: str, arr: np.ndarray, encoding: str, quality: int,
+                 chunk_frames: int) -> None:
+    if encoding == "jpeg":
+        bufs = encode_jpeg(arr, quality)
+        ds = group.create_dataset(name, shape=(len(bufs),), dtype=VLEN_U8)
+        for i, b in enumerate(bufs):
+            ds[i] = b
+        ds.attrs["shape"] = np.asarray(arr.shape, dtype=np.int64)
+    else:
+        arr = np.ascontiguousarray(arr)
+        chunks = None
+        if arr.ndim >= 1 and arr.shape[0] > 0 and arr.size > 0:
+            chunks = (min(arr.shape[0], chunk_frames),) + arr.shape[1:]
+        group.create_dataset(name, data=arr, chunks=chunks)
+
+
+class VideoStoreWriter:
+    """Stream videos into a store atomically; resumable after a crash.
+
+    Use as a context manager; the store appears at ``path`` only when the block exits without error.
+    """
+
+    def __init__(self, path: str, kind: str = "clips", *, classes: Iterable[str] = (),
+                 domains: Iterable[str] = (), conventions: dict | None = None,
+                 provenance: dict | None = None, encoding: str = "raw", jpeg_quality: int = 90,
+                 chunk_frames: int = 8, resume: bool = False, overwrite: bool = False,
+                 segment_bytes: int = 256 << 20, segment_videos: int = 256):
+        if kind not in S.VIDEO_KINDS:
+            raise StoreError(f"unknown video store kind '{kind}'", f"use one of {S.VIDEO_KINDS}")
+        if encoding not in ENCODINGS:
+            raise InputError(f"unknown frame encoding '{encoding}'", f"use one of {', '.join(ENCODINGS)}")
+        self.path = os.fspath(path)
+        self.kind = kind
+        self.classes = list(classes)
+        self.domains = list(domains)
+        self.encoding = encoding
+        self.quality = int(jpeg_quality)
+        self.chunk_frames = int(chunk_frames)
+        self.conventions = dict(conventions or {})
+        self.conventions.setdefault("encoding", encoding)
+        if encoding == "jpeg":
+            self.conventions.setdefault("jpeg_quality", self.quality)
+        self.provenance = dict(provenance or {})
+        self.segdir = self.path + ".partial.d"
+        self.segment_bytes = segment_bytes
+        self.segment_videos = segment_videos
+        self.done_keys: set[str] = set()
+        self.n_videos = 0
+        self.n_errors = 0
+        self._seg: h5py.File | None = None
+        self._seg_rows: dict[str, list] = {}
+        self._err_rows: dict[str, list] = {}
+        self._seg_count = 0
+        self._seg_bytes = 0
+        self._seg_n = 0
+
+        parent = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(parent):
+            raise InputError(f"output folder {parent} does not exist", "create it first")
+        if os.path.exists(self.path) and not overwrite:
+            raise InputError(f"{self.path} already exists", "pass --overwrite to replace it, or choose another -o")
+        existing = sorted(glob.glob(os.path.join(self.segdir, "seg-*.h5")))
+        if os.path.isdir(self.segdir) and not resume:
+            if overwrite:
+                shutil.rmtree(self.segdir)
+                existing = []
+            else:
+                raise InputError(f"an interrupted run left {self.segdir}",
+                                 "pass --resume to continue it, or --overwrite to start again")
+        os.makedirs(self.segdir, exist_ok=True)
+        for tmp in glob.glob(os.path.join(self.segdir, "*.tmp")):
+            os.remove(tmp)  # a segment that was being written when the run was killed
+        for seg in existing:
+            self._adopt_segment(seg)
+        self._seg_count = len(existing)
+
+    # -- resume -----------------------------------------------------------------------------------
+    def _adopt_segment(self, seg: str) -> None:
+        try:
+            with h5py.File(seg, "r") as f:
+                conv = read_json_attr(f, S.ATTR_CONVENTIONS, {})
+                classes = read_json_attr(f, S.ATTR_CLASSES, [])
+                if conv != _jsonable(self.conventions) or classes != self.classes:
+                    raise InputError(
+                        f"--resume with different settings than the interrupted run ({seg} has "
+                        f"conventions {conv}, this run {self.conventions})",
+                        "resume with the same options, or pass --overwrite to start again")
+                for grp in ("meta", "errors"):
+                    if grp in f and "key" in f[grp]:
+                        keys = [_decode(k) for k in f[grp]["key"][()]]
+                        self.done_keys.update(keys)
+                        if grp == "meta":
+                            self.n_videos += len(keys)
+                        else:
+                            self.n_errors += len(keys)
+        except OSError:
+            os.remove(seg)  # unreadable: its videos are simply redone
+
+    # -- writing ----------------------------------------------------------------------------------
+    def _open_segment(self) -> None:
+        self._seg_count += 1
+        name = os.path.join(self.segdir, f"seg-{self._seg_count:06d}.h5")
+        while os.path.exists(name):
+            self._seg_count += 1
+            name = os.path.join(self.segdir, f"seg-{self._seg_count:06d}.h5")
+        self._seg_final = name
+        self._seg = h5py.File(name + ".tmp", "w")
+        self._seg.create_group("data")
+        self._seg_rows = {k: [] for k in S.VIDEO_META}
+        self._err_rows = {k: [] for k in S.ERROR_META}
+        self._seg_bytes = 0
+        self._seg_n = 0
+
+    def _close_segment(self) -> None:
+        f = self._seg
+        if f is None:
+            return
+        self._write_header(f, complete=True)
+        write_meta(f.create_group("meta"), S.VIDEO_META, self._seg_rows)
+        write_meta(f.create_group("errors"), S.ERROR_META, self._err_rows)
+        f.close()
+        os.replace(self._seg_final + ".tmp", self._seg_final)
+        self._seg = None
+
+    def _write_header(self, f: h5py.File, complete: bool) -> None:
+        f.attrs[S.ATTR_KIND] = self.kind
+        f.attrs[S.ATTR_SCHEMA] = S.SCHEMA_VERSION
+        write_json_attr(f, S.ATTR_PROVENANCE, self.provenance)
+        write_json_attr(f, S.ATTR_CONVENTIONS, self.conventions)
+        write_json_attr(f, S.ATTR_CLASSES, self.classes)
+        write_json_attr(f, S.ATTR_DOMAINS, self.domains)
+        f.attrs[S.ATTR_COMPLETE] = bool(complete)
+
+    def _ensure_segment(self) -> h5py.File:
+        if self._seg is None:
+            self._open_segment()
+        return self._seg
+
+    def _maybe_rotate(self) -> None:
+        if self._seg_bytes >= self.segment_bytes or self._seg_n >= self.segment_videos:
+            self._close_segment()
+
+    def domain_index(self, domain: str | None) -> int:
+        if domain is None or domain == "":
+            return -1
+        if domain not in self.domains:
+            self.domains.append(domain)
+        return self.domains.index(domain)
+
+    def add_video(self, key: str, frames: np.ndarray, *, index: int, label: int = -1, domain: str | None = None,
+                  fps: float = 0.0, source: str = "", decoder: str = "",
+                  extras: dict[str, np.ndarray] | None = None) -> None:
+        """Add one video: ``frames`` is (T, H, W, C) (uint8 for clips; uint8/float16 for flow)."""
+        if key in self.done_keys:
+            return
+        frames = np.asarray(frames)
+        if frames.ndim != 4:
+            raise StoreError(f"video {key}: expected a (T, H, W, C) array, got shape {frames.shape}",
+                             "this is a bug in the caller")
+        f = self._ensure_segment()
+        row = self._seg_n
+        _write_array(f["data"], f"{row:08d}", frames, self.encoding if frames.dtype == np.uint8 and
+                     frames.shape[-1] in (1, 3) else "raw", self.quality, self.chunk_frames)
+        for name, arr in (extras or {}).items():
+            g = f.require_group(f"extras/{name}")
+            _write_array(g, f"{row:08d}", np.asarray(arr), "raw", 0, self.chunk_frames)
+        r = self._seg_rows
+        r["key"].append(key)
+        r["index"].append(int(index))
+        r["label"].append(int(label))
+        r["domain"].append(self.domain_index(domain))
+        r["fps"].append(float(fps))
+        r["num_frames"].append(int(frames.shape[0]))
+        r["height"].append(int(frames.shape[1]))
+        r["width"].append(int(frames.shape[2]))
+        r["source"].append(str(source))
+        r["decoder"].append(str(decoder))
+        self.done_keys.add(key)
+        self.n_videos += 1
+        self._seg_n += 1
+        self._seg_bytes += frames.nbytes
+        self._maybe_rotate()
+
+    def add_error(self, key: str, *, index: int, source: str, reason: str) -> None:
+        """Record an input that could not be processed (it is skipped, and reported)."""
+        if key in self.done_keys:
+            return
+        self._ensure_segment()
+        e = self._err_rows
+        e["key"].append(key)
+        e["index"].append(int(index))
+        e["source"].append(str(source))
+        e["reason"].append(" ".join(str(reason).split()))
+        self.done_keys.add(key)
+        self.n_errors += 1
+        self._seg_n += 1
+        self._maybe_rotate()
+
+    def commit(self) -> str:
+        """Close the last segment, merge all segments in manifest order, rename into place."""
+        self._close_segment()
+        segs = sorted(glob.glob(os.path.join(self.segdir, "seg-*.h5")))
+        tmp = self.path + ".partial"
+        merge_video_segments(segs, tmp, header=self)
+        os.replace(tmp, self.path)
+        shutil.rmtree(self.segdir, ignore_errors=True)
+        return self.path
+
+    def abort(self) -> None:
+        """Keep finished segments for --resume; drop the one in progress."""
+        if self._seg is not None:
+            name = self._seg.filename
+            self._seg.close()
+            self._seg = None
+            if os.path.exists(name):
+                os.remove(name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+        return False
+
+
+def _jsonable(d: dict) -> Any:
+    import json
+
+    from vdgtool.utils.provenance import dumps
+
+    return json.loads(dumps(d))
+
+
+def merge_video_segments(inputs: list[str], out_path: str, header: Any = None, check_complete: bool = False,
+                         provenance: dict | None = None) -> dict:
+    """Copy the videos of several store files into one, rows sorted by manifest index.
+
+    ``header`` (a writer) supplies attributes; otherwise the first input's are used and class/domain
+    lists are united by name. Raises on a duplicate key or mismatched conventions.
+    """
+    entries = []  # (index, key, file_i, row) for videos; errors separately
+    errors = []
+    files = []
+    kinds, convs, classes_all, domains_all = set(), [], [], []
+    try:
+        for i, p in enumerate(inputs):
+            f = open_h5(p)
+            files.append(f)
+            if check_complete:
+                check_header(f, p)
+            kinds.add(_decode(f.attrs.get(S.ATTR_KIND, "")))
+            convs.append(read_json_attr(f, S.ATTR_CONVENTIONS, {}))
+            classes_all.append(read_json_attr(f, S.ATTR_CLASSES, []))
+            domains_all.append(read_json_attr(f, S.ATTR_DOMAINS, []))
+            meta = read_meta(f["meta"], S.VIDEO_META) if "meta" in f else {}
+            for r, (idx, key) in enumerate(zip(meta.get("index", []), meta.get("key", []))):
+                entries.append((int(idx), key, i, r))
+            em = read_meta(f["errors"], S.ERROR_META) if "errors" in f else {}
+            for r in range(len(em.get("key", []))):
+                errors.append((int(em["index"][r]), i, r))
+        if len(kinds) > 1:
+            raise StoreError(f"cannot merge stores of different kinds {sorted(kinds)}", "merge stores of one kind")
+        for c, p in zip(convs[1:], inputs[1:]):
+            if c != convs[0]:
+                raise StoreError(f"{p} has conventions {c}, but {inputs[0]} has {convs[0]}",
+                                 "merge only shards written with the same options")
+        if header is not None:
+            classes = list(header.classes)
+            domains = list(header.domains)
+        else:
+            classes, domains = [], []
+            for cl in classes_all:
+                classes += [c for c in cl if c not in classes]
+            for dl in domains_all:
+                domains += [d for d in dl if d not in domains]
+            if any(cl and cl != classes_all[0] for cl in classes_all):
+                # same names in another order, or extra classes: labels are remapped by name below
+                pass
+        entries.sort(key=lambda e: (e[0], e[1]))
+        seen = {}
+        for idx, key, fi, _ in entries:
+            if key in seen:
+                raise StoreError(f"video '{key}' appears in both {inputs[seen[key]]} and {inputs[fi]}",
+                                 "a shard was given twice or shards overlap; pass each shard once")
+            seen[key] = fi
+        errors.sort()
+        out = h5py.File(out_path, "w")
+        try:
+            if header is not None:
+                header._write_header(out, complete=False)
+            else:
+                for k, v in files[0].attrs.items():
+                    out.attrs[k] = v
+                write_json_attr(out, S.ATTR_CLASSES, classes)
+                write_json_attr(out, S.ATTR_DOMAINS, domains)
+                if provenance is not None:
+                    write_json_attr(out, S.ATTR_PROVENANCE, provenance)
+            data = out.create_group("data")
+            rows = {k: [] for k in S.VIDEO_META}
+            metas = [read_meta(f["meta"], S.VIDEO_META) if "meta" in f else {} for f in files]
+            for new_row, (idx, key, fi, r) in enumerate(entries):
+                src = files[fi]
+                name = f"{r:08d}"
+                src.copy(src["data"][name], data, f"{new_row:08d}")
+                if "extras" in src:
+                    for ex in src["extras"]:
+                        if name in src["extras"][ex]:
+                            src.copy(src["extras"][ex][name], out.require_group(f"extras/{ex}"), f"{new_row:08d}")
+                m = metas[fi]
+                for col in S.VIDEO_META:
+                    v = m[col][r]
+                    if col == "label" and v >= 0 and classes_all[fi]:
+                        v = classes.index(classes_all[fi][v])
+                    if col == "domain" and v >= 0 and domains_all[fi]:
+                        v = domains.index(domains_all[fi][v])
+                    rows[col].append(v)
+            write_meta(out.create_group("meta"), S.VIDEO_META, rows)
+            erows = {k: [] for k in S.ERROR_META}
+            for _, fi, r in errors:
+                em = read_meta(files[fi]["errors"], S.ERROR_META)
+                for col in S.ERROR_META:
+                    erows[col].append(em[col][r])
+            write_meta(out.create_group("errors"), S.ERROR_META, erows)
+            out.attrs[S.ATTR_COMPLETE] = True
+        finally:
+            out.close()
+        return {"videos": len(entries), "errors": len(errors)}
+    finally:
+        for f in files:
+            f.close()
+
+
+class VideoStore(StoreReader):
+    """Read a clip or flow store. Metadata is loaded once; frames are read on demand."""
+
+    def __init__(self, path: str, kind: str | tuple | None = S.VIDEO_KINDS):
+        super().__init__(path, kind)
+
+    def _load(self, f: h5py.File) -> None:
+        self.meta = read_meta(f["meta"], S.VIDEO_META)
+        self.errors = read_meta(f["errors"], S.ERROR_META) if "errors" in f else {}
+        self.extras = sorted(f["extras"].keys()) if "extras" in f else []
+        self.encoding = self.conventions.get("encoding", "raw")
+        self._key_to_row = None
+
+    def __len__(self) -> int:
+        return len(self.meta["key"])
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.meta["label"]
+
+    @property
+    def num_frames(self) -> np.ndarray:
+        return self.meta["num_frames"]
+
+    def row_of(self, key: str) -> int:
+        if self._key_to_row is None:
+            self._key_to_row = {k: i for i, k in enumerate(self.meta["key"])}
+        return self._key_to_row[key]
+
+    def read(self, row: int, frames: Iterable[int] | None = None) -> np.ndarray:
+        """Frames of video ``row`` (all, or the given indices, repeats and any order allowed)."""
+        ds = self.h5["data"][f"{int(row):08d}"]
+        return self._read_ds(ds, frames)
+
+    def read_extra(self, name: str, row: int, frames: Iterable[int] | None = None) -> np.ndarray:
+        if name not in self.extras:
+            raise StoreError(f"{self.path} has no '{name}' arrays (it has: {', '.join(self.extras) or 'none'})",
+                             "re-create the store with the option that saves them")
+        return self._read_ds(self.h5["extras"][name][f"{int(row):08d}"], frames)
+
+    def _read_ds(self, ds: h5py.Dataset, frames) -> np.ndarray:
+        jpeg = ds.dtype == object or h5py.check_vlen_dtype(ds.dtype) is not None
+        if frames is None:
+            if jpeg:
+                return np.stack([decode_jpeg(b) for b in ds[()]]) if ds.shape[0] else np.zeros(
+                    tuple(ds.attrs["shape"]), np.uint8)
+            return ds[()]
+        idx = np.asarray(list(frames), dtype=np.int64)
+        n = ds.shape[0]
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise StoreError(f"frame index out of range 0..{n - 1} in {self.path}", "this is a sampler bug")
+        uniq, inv = np.unique(idx, return_inverse=True)
+        if jpeg:
+            dec = np.stack([decode_jpeg(ds[int(i)]) for i in uniq])
+        else:
+            lo, hi = int(uniq[0]), int(uniq[-1]) + 1
+            if hi - lo <= 2 * len(uniq):
+                dec = ds[lo:hi][uniq - lo]
+            else:
+                dec = ds[uniq]
+        return dec[inv]
