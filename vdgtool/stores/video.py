@@ -294,7 +294,7 @@ def _jsonable(d: dict) -> Any:
 
 
 def merge_video_segments(inputs: list[str], out_path: str, header: Any = None, check_complete: bool = False,
-                         provenance: dict | None = None) -> dict:
+                         provenance: dict | None = None, ignore_conventions: tuple = ()) -> dict:
     """Copy the videos of several store files into one, rows sorted by manifest index.
 
     ``header`` (a writer) supplies attributes; otherwise the first input's are used and class/domain
@@ -322,8 +322,11 @@ def merge_video_segments(inputs: list[str], out_path: str, header: Any = None, c
                 errors.append((int(em["index"][r]), i, r))
         if len(kinds) > 1:
             raise StoreError(f"cannot merge stores of different kinds {sorted(kinds)}", "merge stores of one kind")
+        def _cmp(c):
+            return {k: v for k, v in c.items() if k not in ignore_conventions}
+
         for c, p in zip(convs[1:], inputs[1:]):
-            if c != convs[0]:
+            if _cmp(c) != _cmp(convs[0]):
                 raise StoreError(f"{p} has conventions {c}, but {inputs[0]} has {convs[0]}",
                                  "merge only shards written with the same options")
         if header is not None:
@@ -335,9 +338,7 @@ def merge_video_segments(inputs: list[str], out_path: str, header: Any = None, c
                 classes += [c for c in cl if c not in classes]
             for dl in domains_all:
                 domains += [d for d in dl if d not in domains]
-            if any(cl and cl != classes_all[0] for cl in classes_all):
-                # same names in another order, or extra classes: labels are remapped by name below
-                pass
+            # classes in another order, or extra classes: labels are remapped by name below
         entries.sort(key=lambda e: (e[0], e[1]))
         seen = {}
         for idx, key, fi, _ in entries:

@@ -1,0 +1,70 @@
+"""vdgtool extract."""
+
+from __future__ import annotations
+
+import click
+
+from vdgtool.cli.common import (emit, json_option, overwrite_option, resume_option, seed_option, shard_options,
+                                workers_option)
+
+
+@click.command("extract")
+@click.argument("input_path", metavar="INPUT", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="Clip store to write (.h5).")
+@click.option("--size", default="128", show_default=True,
+              help="Frame size: short side (128) or WIDTHxHEIGHT (160x120); 0 keeps the source size.")
+@click.option("--fps", type=float, default=None, help="Resample to this frame rate by timestamps.")
+@click.option("--stride", type=int, default=1, show_default=True, help="Keep every N-th frame (when no --fps).")
+@click.option("--max-frames", type=int, default=None, help="Store at most this many frames per video.")
+@click.option("--encoding", type=click.Choice(["jpeg", "raw"]), default="jpeg", show_default=True,
+              help="Frame encoding in the store (see docs/stores.md: jpeg is ~8x smaller, raw is exact).")
+@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=90, show_default=True)
+@click.option("--domain", default=None, help="Domain name (default: the folder name, or the CSV's column).")
+@click.option("--classes", "classes_file", type=click.Path(), default=None,
+              help="Class list file (one name per line) fixing the class order / naming integer labels.")
+@click.option("--data-prefix", default=None, help="Folder that relative paths of an mmaction list refer to.")
+@click.option("--limit", type=int, default=None, help="Only the first N videos (of this shard).")
+@click.option("--strict", is_flag=True, help="Exit 1 if any input could not be decoded.")
+@workers_option
+@shard_options
+@resume_option
+@overwrite_option
+@seed_option
+@json_option
+def extract(input_path, output, size, fps, stride, max_frames, encoding, jpeg_quality, domain, classes_file,
+            data_prefix, limit, strict, workers, num_shards, shard_index, resume, overwrite, seed, as_json):
+    """Decode videos and GIFs into a clip store.
+
+    INPUT is a folder tree ROOT/<class>/<video>, a CSV manifest (path,label[,domain]) or an
+    mmaction list (`path label` or `frame_dir total_frames label`). Formats: mp4, avi, webm, mkv,
+    mov, animated GIF, and frame folders. Unreadable files are reported and skipped.
+
+    \b
+    Example:
+      vdgtool extract data/ucf101 -o ucf.h5 --size 128 --fps 25 --workers 8
+      sbatch --array=0-15 --wrap 'vdgtool extract list.txt -o ucf.$SLURM_ARRAY_TASK_ID.h5'
+    """
+    from vdgtool.errors import VdgError
+    from vdgtool.video.decode import DecodeOptions, parse_size
+    from vdgtool.video.extract import extract as run
+    from vdgtool.video.manifest import load_manifest
+
+    man = load_manifest(input_path, domain=domain, classes_file=classes_file, data_prefix=data_prefix)
+    opts = DecodeOptions(size=parse_size(size), fps=fps, stride=stride, max_frames=max_frames)
+    res = run(man, output, opts=opts, encoding=encoding, jpeg_quality=jpeg_quality, workers=workers,
+              num_shards=num_shards, shard_index=shard_index, resume=resume, overwrite=overwrite, seed=seed,
+              limit=limit, inputs=[input_path])
+    d = res.to_dict()
+    if as_json:
+        emit(d, True)
+    else:
+        rows = [("store", d["store"]), ("videos", d["videos"]), ("frames", d["frames"]),
+                ("bad inputs", d["errors"]), ("decoders", ", ".join(f"{k}: {v}" for k, v in d["decoders"].items()))]
+        if d["resumed_from"]:
+            rows.append(("already done (resume)", d["resumed_from"]))
+        emit(d, False, rows)
+        for e in d["bad_inputs"]:
+            click.echo(f"vdgtool: skipped {e['source']}: {e['reason']}", err=True)
+    if strict and d["errors"]:
+        raise VdgError(f"{d['errors']} input(s) could not be decoded (listed above and in the store's /errors)",
+                       "fix or remove them, or run without --strict")

@@ -1,0 +1,107 @@
+"""``vdgtool extract``: decode a dataset into a clip store (streaming, parallel, sharded, resumable)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from dataclasses import dataclass, field
+
+from vdgtool.errors import DecodeError, InputError
+from vdgtool.stores.video import VideoStoreWriter
+from vdgtool.utils.env import shard_items
+from vdgtool.utils.log import get_logger, progress
+from vdgtool.utils.provenance import make_provenance
+from vdgtool.video.decode import DecodeOptions, decode
+from vdgtool.video.manifest import Item, Manifest
+
+log = get_logger("extract")
+
+
+@dataclass
+class ExtractResult:
+    path: str
+    videos: int
+    errors: list[dict] = field(default_factory=list)
+    skipped_resume: int = 0
+    decoders: dict = field(default_factory=dict)
+    frames: int = 0
+
+    def to_dict(self) -> dict:
+        return {"store": self.path, "videos": self.videos, "errors": len(self.errors),
+                "resumed_from": self.skipped_resume, "frames": self.frames, "decoders": self.decoders,
+                "bad_inputs": self.errors}
+
+
+def _work(args):
+    item, opts = args
+    try:
+        frames, info = decode(item.path, opts)
+        return item, frames, info, None
+    except DecodeError as exc:
+        return item, None, None, exc.cause
+    except MemoryError:
+        return item, None, None, "out of memory while decoding (use --max-frames or a smaller --size)"
+    except Exception as exc:  # a worker must never take the batch down
+        return item, None, None, f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:200]}"
+
+
+def extract(manifest: Manifest, out: str, *, opts: DecodeOptions | None = None, encoding: str = "jpeg",
+            jpeg_quality: int = 90, workers: int = 0, num_shards: int = 1, shard_index: int = 0,
+            resume: bool = False, overwrite: bool = False, seed: int = 0, limit: int | None = None,
+            inputs: list[str] | None = None) -> ExtractResult:
+    """Decode every item of ``manifest`` (this shard's part) into a clip store at ``out``.
+
+    Bad inputs are recorded in the store's ``/errors`` table and in the result, never raised.
+    """
+    opts = opts or DecodeOptions()
+    items: list[Item] = shard_items(manifest.items, num_shards, shard_index)
+    if limit:
+        items = items[:limit]
+    conventions = opts.to_conventions()
+    conventions.update({"num_shards": num_shards, "shard_index": shard_index})
+    prov = make_provenance(seed=seed, parents=inputs or [manifest.root], manifest_form=manifest.form)
+    writer = VideoStoreWriter(out, "clips", classes=manifest.classes, conventions=conventions, provenance=prov,
+                              encoding=encoding, jpeg_quality=jpeg_quality, resume=resume, overwrite=overwrite)
+    todo = [it for it in items if it.key not in writer.done_keys]
+    res = ExtractResult(path=out, videos=0, skipped_resume=len(items) - len(todo))
+    if res.skipped_resume:
+        log.info("resuming: %d of %d videos already done", res.skipped_resume, len(items))
+    class_index = {c: i for i, c in enumerate(manifest.classes)}
+    pool = None
+    try:
+        if workers and workers > 0 and len(todo) > 1:
+            ctx = mp.get_context("spawn" if os.name == "nt" else "forkserver")
+            pool = ctx.Pool(workers)
+            results = pool.imap(_work, ((it, opts) for it in todo), chunksize=1)
+        else:
+            results = map(_work, ((it, opts) for it in todo))
+        for item, frames, info, err in progress(results, total=len(todo), desc="extract", unit="video"):
+            if err is not None:
+                log.warning("skipped %s: %s", item.path, err)
+                writer.add_error(item.key, index=item.index, source=item.path, reason=err)
+                continue
+            label = class_index.get(item.label, -1) if item.label is not None else -1
+            writer.add_video(item.key, frames, index=item.index, label=label, domain=item.domain,
+                             fps=info["fps"], source=item.path, decoder=info["decoder"])
+            res.decoders[info["decoder"]] = res.decoders.get(info["decoder"], 0) + 1
+            res.frames += int(frames.shape[0])
+        if pool is not None:
+            pool.close()
+            pool.join()
+            pool = None
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        if pool is not None:
+            pool.terminate()
+    from vdgtool.stores.video import VideoStore
+
+    st = VideoStore(out)
+    res.videos = len(st)
+    res.errors = [{"key": k, "source": s, "reason": r}
+                  for k, s, r in zip(st.errors.get("key", []), st.errors.get("source", []), st.errors.get("reason", []))]
+    if not len(st) and not res.errors:
+        raise InputError("no videos were found in the input", "check the input folder or manifest")
+    return res
