@@ -14,6 +14,8 @@ COMMANDS: dict[str, str] = {
     "toydata": "vdgtool.cli.toydata:toydata",
     "extract": "vdgtool.cli.extract:extract",
     "store": "vdgtool.cli.store:store",
+    "synth-video": "vdgtool.cli.synth_video:synth_video",
+    "train": "vdgtool.cli.train:train",
 }
 
 

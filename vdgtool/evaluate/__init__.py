@@ -1,0 +1,1 @@
+"""Evaluation: accuracy tables, predictions, few-shot episodes, result collection."""

@@ -1,0 +1,87 @@
+"""Checkpoints: plain tensors + JSON-able config, always loaded with ``weights_only=True``.
+
+A checkpoint holds everything needed to rebuild the model for inference (model name and kwargs, class
+names, input convention) and, for ``--resume``, the optimizer/scheduler/scaler states and the position
+(epoch, step) in training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from typing import Any
+
+import torch
+
+from vdgtool.errors import CheckpointError
+
+FORMAT = "vdgtool-checkpoint-1"
+
+
+def save_checkpoint(path: str, state: dict[str, Any]) -> str:
+    """Atomic save (write to .partial, then rename)."""
+    state = dict(state)
+    state["format"] = FORMAT
+    if "config" in state:
+        # keep the config JSON-clean so weights_only loading never meets an arbitrary object
+        state["config"] = json.loads(json.dumps(state["config"], default=str))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".partial"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str, map_location="cpu") -> dict[str, Any]:
+    """Load safely. Unsafe (pickled code) or damaged files give a one-line CheckpointError."""
+    if os.path.isdir(path):
+        cand = [os.path.join(path, "checkpoints", n) for n in ("best.pt", "last.pt")]
+        found = [c for c in cand if os.path.exists(c)]
+        if not found:
+            raise CheckpointError(f"{path} holds no checkpoints/best.pt or checkpoints/last.pt",
+                                  "pass a checkpoint file or a finished run directory")
+        path = found[0]
+    if not os.path.exists(path):
+        raise CheckpointError(f"checkpoint {path} does not exist", "check the path")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = " ".join(str(exc).split())[:160]
+        raise CheckpointError(
+            f"{path} contains pickled Python objects that weights_only=True loading refuses ({first})",
+            "vdgtool never unpickles arbitrary code; re-save the weights as a plain state_dict "
+            "(torch.save(model.state_dict(), path)) from a trusted environment") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable torch checkpoint ({exc.__class__.__name__}: "
+                              f"{' '.join(str(exc).split())[:120]})", "the file is damaged or truncated; "
+                              "use another checkpoint") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict",
+                              "save a state_dict or a vdgtool checkpoint")
+    obj["_path"] = path
+    return obj
+
+
+def is_vdgtool_checkpoint(obj: dict) -> bool:
+    return obj.get("format") == FORMAT and "config" in obj and "model" in obj
+
+
+def build_from_checkpoint(path_or_obj, device="cpu", num_classes: int | None = None):
+    """(model, config) from a vdgtool checkpoint; the model is in eval mode on ``device``."""
+    from vdgtool.models import create_model
+
+    ck = load_checkpoint(path_or_obj) if isinstance(path_or_obj, str) else path_or_obj
+    if not is_vdgtool_checkpoint(ck):
+        raise CheckpointError(f"{ck.get('_path', 'checkpoint')} is not a vdgtool training checkpoint "
+                              "(no model config inside)",
+                              "pass a checkpoint written by vdgtool train, or use --model NAME --weights FILE")
+    cfg = ck["config"]
+    model = create_model(cfg["model"], num_classes=len(cfg["class_names"]), **cfg.get("model_kwargs", {}))
+    try:
+        model.load_state_dict(ck["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"the weights in {ck.get('_path')} do not fit model {cfg['model']} "
+                              f"({' '.join(str(exc).split())[:160]})", "check the model kwargs") from None
+    model.to(device).eval()
+    return model, cfg
