@@ -16,6 +16,9 @@ COMMANDS: dict[str, str] = {
     "store": "vdgtool.cli.store:store",
     "synth-video": "vdgtool.cli.synth_video:synth_video",
     "train": "vdgtool.cli.train:train",
+    "eval": "vdgtool.cli.eval:eval_cmd",
+    "features": "vdgtool.cli.eval:features",
+    "collect": "vdgtool.cli.eval:collect_cmd",
 }
 
 

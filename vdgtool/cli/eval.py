@@ -1,0 +1,171 @@
+"""vdgtool eval, vdgtool features, vdgtool collect."""
+
+from __future__ import annotations
+
+import click
+
+from vdgtool.cli.common import device_option, emit, json_option, overwrite_option, seed_option, workers_option
+
+
+def _pct(v):
+    return None if v is None or v != v else round(100.0 * v, 2)
+
+
+@click.command("eval")
+@click.argument("ckpt", metavar="CKPT_OR_RUN_DIR", type=click.Path())
+@click.option("--data", multiple=True, required=True, type=click.Path(),
+              help="Clip/flow store to evaluate on (repeatable; reported per domain).")
+@click.option("--clips", "num_clips", type=int, default=1, show_default=True, help="Test clips per video.")
+@click.option("--crops", "num_crops", type=click.Choice(["1", "3"]), default="1", show_default=True,
+              help="Spatial crops per clip (3 = three-crop).")
+@click.option("--fuse", type=click.Path(), help="Second checkpoint for two-stream late fusion (e.g. the flow model).")
+@click.option("--fuse-data", multiple=True, type=click.Path(),
+              help="Stores for the --fuse model (e.g. the flow store of the same videos).")
+@click.option("--fusion", type=click.Choice(["softmax", "logits"]), default="softmax", show_default=True,
+              help="Late fusion: mean of softmax scores or sum of logits.")
+@click.option("-o", "--predictions", type=click.Path(), help="Write a prediction store (for pseudolabel / score).")
+@click.option("--confusion", type=click.Path(), help="Write the confusion matrix as a PNG.")
+@click.option("--few-shot", is_flag=True, help="N-way K-shot episodes on frozen features instead of classification.")
+@click.option("--ways", type=int, default=5, show_default=True)
+@click.option("--shots", type=str, default="1,5", show_default=True, help="Comma-separated shot counts.")
+@click.option("--queries", type=int, default=15, show_default=True)
+@click.option("--episodes", type=int, default=600, show_default=True)
+@click.option("--episodes-file", type=click.Path(),
+              help="Episode list (JSON; written if absent, reused if present). With several --shots, "
+                   "'{shots}' in the name is replaced.")
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), default="auto", show_default=True)
+@workers_option
+@device_option
+@overwrite_option
+@seed_option
+@json_option
+def eval_cmd(ckpt, data, num_clips, num_crops, fuse, fuse_data, fusion, predictions, confusion, few_shot, ways,
+             shots, queries, episodes, episodes_file, batch_size, amp, workers, device, overwrite, seed, as_json):
+    """Evaluate a checkpoint (or run directory: best.pt) on clip stores.
+
+    Prints top-1, top-5 and mean-class accuracy, per domain and per class; writes a prediction
+    store with -o and a confusion-matrix PNG with --confusion. --few-shot runs N-way K-shot episodes
+    (a new linear classifier per episode on frozen features; mean accuracy ± 95% CI).
+
+    \b
+    Examples:
+      vdgtool eval runs/erm --data real_test.h5 --data animated.h5 --clips 3 -o preds.h5
+      vdgtool eval rgb.pt --data clips.h5 --fuse flow.pt --fuse-data flow.h5
+      vdgtool eval runs/drl --data ssv2_novel.h5 --few-shot --ways 5 --shots 1,5 --episodes-file eps_{shots}.json
+    """
+    from vdgtool.cli.common import resolve_device
+
+    dev = resolve_device(device)
+    if few_shot:
+        return _few_shot(ckpt, data, ways, shots, queries, episodes, episodes_file, batch_size, workers, dev, amp,
+                         seed, as_json)
+    from vdgtool.evaluate.run import evaluate
+
+    res = evaluate(ckpt, list(data), device=dev, num_clips=num_clips, num_crops=int(num_crops),
+                   batch_size=batch_size, workers=workers, amp=amp, seed=seed, fuse=fuse,
+                   fuse_data=list(fuse_data) or None, fusion=fusion, predictions=predictions, confusion=confusion,
+                   overwrite=overwrite)
+    if as_json:
+        emit(res, True)
+        return
+    rows = [("all", res["n"], _pct(res["top1"]), _pct(res["top5"]), _pct(res["mean_class"]))]
+    rows += [(f"domain {d}", m["n"], _pct(m["top1"]), None, _pct(m["mean_class"])) for d, m in res["per_domain"].items()]
+    emit(res, False, rows, headers=("subset", "videos", "top1 %", "top5 %", "mean class %"))
+    click.echo("")
+    emit(res, False, [(c, m["n"], _pct(m["acc"])) for c, m in res["per_class"].items()],
+         headers=("class", "videos", "acc %"))
+    for k in ("predictions", "confusion_png"):
+        if res.get(k):
+            click.echo(f"wrote {res[k]}", err=True)
+
+
+def _few_shot(ckpt, data, ways, shots, queries, episodes, episodes_file, batch_size, workers, dev, amp, seed,
+              as_json):
+    import numpy as np
+
+    from vdgtool.data import build_dataset
+    from vdgtool.evaluate.fewshot import few_shot
+    from vdgtool.evaluate.predict import predict_dataset
+    from vdgtool.evaluate.run import load_model
+
+    model, _, _ = load_model(ckpt, dev)
+    ds = build_dataset(list(data), model.input_spec, False, class_names=None, seed=seed)
+    p = predict_dataset(model, ds, device=dev, batch_size=batch_size, workers=workers, amp=amp, features=True,
+                        desc="features")
+    results = []
+    shot_list = [int(s) for s in str(shots).split(",") if s]
+    for k in shot_list:
+        ef = episodes_file.replace("{shots}", str(k)) if episodes_file else None
+        if ef and len(shot_list) > 1 and "{shots}" not in episodes_file:
+            base, ext = episodes_file.rsplit(".", 1) if "." in episodes_file else (episodes_file, "json")
+            ef = f"{base}_{k}shot.{ext}"
+        r = few_shot(p["features"], p["keys"], np.asarray(p["labels"]), ds.class_names, ways=ways, shots=k,
+                     queries=queries, episodes=episodes, seed=seed, episodes_file=ef, device=dev)
+        results.append(r)
+    emit(results, as_json, [(f"{r['ways']}-way {r['shots']}-shot", r["episodes"], _pct(r["acc"]),
+                             f"± {_pct(r['ci95'])}", r["episode_source"], r["episodes_file"] or "") for r in results],
+         headers=("setting", "episodes", "acc %", "95% CI", "episodes", "episode file"))
+
+
+@click.command("features")
+@click.argument("ckpt", metavar="CKPT_OR_RUN_DIR", required=False, type=click.Path())
+@click.option("--model", "model_name", help="Registry model instead of a checkpoint (with --weights or --pretrained).")
+@click.option("--weights", type=click.Path(), help="Local weights for --model.")
+@click.option("--data", multiple=True, required=True, type=click.Path(), help="Clip store (repeatable).")
+@click.option("-o", "--output", required=True, type=click.Path(), help="Feature store to write.")
+@click.option("--clips", "num_clips", type=int, default=1, show_default=True, help="Clips averaged per video.")
+@click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True,
+              help="Stored precision (float16 halves the size at <=2.5e-4 relative error).")
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), default="auto", show_default=True)
+@workers_option
+@device_option
+@overwrite_option
+@seed_option
+@json_option
+def features(ckpt, model_name, weights, data, output, num_clips, dtype, batch_size, amp, workers, device, overwrite,
+             seed, as_json):
+    """Extract pooled clip features of every video into a feature store, batched on the device.
+
+    \b
+    Example:
+      vdgtool features runs/erm --data ucf.h5 -o ucf_feats.h5 --clips 3
+    """
+    from vdgtool.cli.common import resolve_device
+    from vdgtool.evaluate.run import extract_features
+
+    res = extract_features(ckpt, list(data), output, model_name=model_name, weights=weights,
+                           device=resolve_device(device), num_clips=num_clips, batch_size=batch_size, workers=workers,
+                           amp=amp, dtype=dtype, seed=seed, overwrite=overwrite)
+    emit(res, as_json)
+
+
+@click.command("collect")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--select", "rule", type=click.Choice(["last", "val", "oracle"]), default="val", show_default=True,
+              help="Model selection: last epoch, best on source validation, or best on target (oracle).")
+@click.option("--source", help="Name of the source validation store (default: the first --val of each run).")
+@click.option("--target", help="Name of the target store for --select oracle (default: the last --val).")
+@click.option("--group-by", default="method,model", show_default=True, help="Config keys that define a row.")
+@json_option
+def collect_cmd(run_dirs, rule, source, target, group_by, as_json):
+    """Gather several runs (seeds, methods) into one table of mean ± standard error.
+
+    \b
+    Example:
+      vdgtool collect runs/erm_s* runs/drl_s* --select val
+    """
+    from vdgtool.evaluate.collect import collect
+
+    res = collect(list(run_dirs), rule, source, target, tuple(g for g in group_by.split(",") if g))
+    stores = sorted({k for r in res["rows"] for k, v in r.items() if isinstance(v, dict)})
+    headers = [*group_by.split(","), "runs", *[f"{s} top1 %" for s in stores]]
+    rows = []
+    for r in res["rows"]:
+        rows.append([r.get(g) for g in group_by.split(",")] + [r["runs"]] +
+                    [f"{100 * r[s]['mean']:.2f} ± {100 * r[s]['se']:.2f}" if s in r else "" for s in stores])
+    if as_json:
+        emit(res, True)
+    else:
+        emit(res, False, rows, headers=headers, title=f"selection: {rule} (mean ± SE over runs)")

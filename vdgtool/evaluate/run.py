@@ -1,0 +1,104 @@
+"""``vdgtool eval`` and ``vdgtool features``: checkpoints over stores -> metrics, predictions, features."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from vdgtool.errors import ConfigError, InputError
+from vdgtool.evaluate.metrics import plot_confusion, summarize
+from vdgtool.evaluate.predict import predict_dataset
+from vdgtool.stores.table import TableStoreWriter
+from vdgtool.utils.provenance import make_provenance
+
+
+def _dataset(stores, spec, class_names, num_clips, num_crops, seed):
+    from vdgtool.data import build_dataset
+
+    return build_dataset(list(stores), spec, False, class_names=class_names, num_clips=num_clips,
+                         num_crops=num_crops, seed=seed)
+
+
+def load_model(ckpt: str | None, device, model_name: str | None = None, weights: str | None = None,
+               num_classes: int | None = None):
+    """A model from a vdgtool checkpoint/run dir, or a registry model (+ optional local weights)."""
+    from vdgtool.models import create_model
+    from vdgtool.train.checkpoint import build_from_checkpoint
+
+    if ckpt:
+        model, cfg = build_from_checkpoint(ckpt, device=device)
+        return model, cfg["class_names"], {"checkpoint": ckpt, "model": cfg["model"]}
+    if not model_name:
+        raise InputError("no checkpoint and no --model given", "pass CKPT or --model NAME")
+    model = create_model(model_name, num_classes=num_classes or 1, weights=weights).to(device).eval()
+    return model, None, {"model": model_name, "weights": weights}
+
+
+def evaluate(ckpt: str, stores: list[str], *, device="cpu", num_clips: int = 1, num_crops: int = 1,
+             batch_size: int = 16, workers: int = 0, amp: str = "auto", seed: int = 0,
+             fuse: str | None = None, fuse_data: list[str] | None = None, fusion: str = "softmax",
+             predictions: str | None = None, confusion: str | None = None, overwrite: bool = False) -> dict:
+    model, class_names, info = load_model(ckpt, device)
+    ds = _dataset(stores, model.input_spec, class_names, num_clips, num_crops, seed)
+    p = predict_dataset(model, ds, device=device, batch_size=batch_size, workers=workers, amp=amp, desc="eval")
+    scores = p["probs"]
+    logits = p["logits"]
+    if fuse:
+        model2, classes2, _ = load_model(fuse, device)
+        if classes2 != class_names:
+            raise ConfigError(f"the fused checkpoints have different classes ({len(class_names)} vs {len(classes2)})",
+                              "fuse two models trained on the same label space")
+        ds2 = _dataset(fuse_data or stores, model2.input_spec, class_names, num_clips, num_crops, seed)
+        p2 = predict_dataset(model2, ds2, device=device, batch_size=batch_size, workers=workers, amp=amp,
+                             desc="eval (fused)")
+        pos = {k: i for i, k in enumerate(p2["keys"])}
+        missing = [k for k in p["keys"] if k not in pos]
+        if missing:
+            raise InputError(f"{len(missing)} videos (e.g. {missing[0]}) have no counterpart in the fused stream's "
+                             "store", "fuse stores extracted from the same videos (e.g. clips and their flow)")
+        order = np.array([pos[k] for k in p["keys"]])
+        if fusion == "softmax":
+            scores = (p["probs"] + p2["probs"][order]) / 2
+            logits = np.log(np.clip(scores, 1e-12, None))
+        elif fusion == "logits":
+            logits = p["logits"] + p2["logits"][order]
+            scores = torch.from_numpy(logits).softmax(-1).numpy()
+        else:
+            raise ConfigError(f"unknown fusion '{fusion}'", "use softmax or logits")
+    res = summarize(scores, p["labels"], p["domains"], class_names, ds.domains)
+    res.update({"checkpoint": ckpt, "data": list(stores), "num_clips": num_clips, "num_crops": num_crops,
+                "fused_with": fuse, "fusion": fusion if fuse else None, "classes": class_names})
+    if confusion:
+        res["confusion_png"] = plot_confusion(np.asarray(res["confusion"]), class_names, confusion,
+                                              title=os.path.basename(str(ckpt)))
+    if predictions:
+        conv = {"model": info.get("model"), "checkpoint": os.path.abspath(ckpt), "num_clips": num_clips,
+                "num_crops": num_crops, "fusion": res["fusion"], "fused_with": fuse, "scores": "probs"}
+        with TableStoreWriter(predictions, "predictions", classes=class_names, domains=ds.domains,
+                              conventions=conv, provenance=make_provenance(seed=seed, parents=list(stores)),
+                              overwrite=overwrite) as w:
+            w.append({"logits": logits.astype(np.float32), "probs": scores.astype(np.float32)},
+                     key=p["keys"], video=p["index"], clip=np.zeros(len(p["keys"]), np.int32), label=p["labels"],
+                     domain=p["domains"])
+        res["predictions"] = predictions
+    return res
+
+
+def extract_features(ckpt: str | None, stores: list[str], out: str, *, model_name: str | None = None,
+                     weights: str | None = None, device="cpu", num_clips: int = 1, batch_size: int = 16,
+                     workers: int = 0, amp: str = "auto", dtype: str = "float16", seed: int = 0,
+                     overwrite: bool = False) -> dict:
+    """Pooled clip features (averaged over test clips) of every video -> a feature store."""
+    model, class_names, info = load_model(ckpt, device, model_name, weights)
+    ds = _dataset(stores, model.input_spec, class_names, num_clips, 1, seed)
+    p = predict_dataset(model, ds, device=device, batch_size=batch_size, workers=workers, amp=amp, features=True,
+                        desc="features")
+    conv = {**info, "layer": "pooled (forward_features)", "num_clips": num_clips, "dtype": dtype,
+            "input_spec": model.input_spec.to_dict(), "num_features": int(p["features"].shape[1])}
+    with TableStoreWriter(out, "features", classes=ds.class_names, domains=ds.domains, conventions=conv,
+                          provenance=make_provenance(seed=seed, parents=list(stores)), overwrite=overwrite) as w:
+        w.append({"features": p["features"].astype(dtype)}, key=p["keys"], video=p["index"],
+                 clip=np.zeros(len(p["keys"]), np.int32), label=p["labels"], domain=p["domains"])
+    return {"store": out, "rows": len(p["keys"]), "dim": int(p["features"].shape[1]), "dtype": dtype}
