@@ -16,13 +16,33 @@ COMMANDS: dict[str, str] = {
     "store": "vdgtool.cli.store:store",
     "synth-video": "vdgtool.cli.synth_video:synth_video",
     "train": "vdgtool.cli.train:train",
+    "score": "vdgtool.cli.score:score",
     "eval": "vdgtool.cli.eval:eval_cmd",
     "features": "vdgtool.cli.eval:features",
     "collect": "vdgtool.cli.eval:collect_cmd",
 }
 
 
+class UserError(click.ClickException):
+    """A vdgtool error shown as one line on stderr with exit code 1 (a traceback only with --debug)."""
+
+    exit_code = 1
+
+    def show(self, file=None):
+        click.echo(f"vdgtool: error: {self.message}", err=True)
+
+
 class LazyGroup(click.Group):
+    def invoke(self, ctx):
+        from vdgtool.errors import VdgError
+
+        try:
+            return super().invoke(ctx)
+        except VdgError as exc:
+            if (ctx.obj or {}).get("debug"):
+                raise
+            raise UserError(str(exc)) from exc
+
     def list_commands(self, ctx):
         return sorted(COMMANDS)
 
