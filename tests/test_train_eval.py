@@ -247,3 +247,24 @@ def test_collect_selection_rules(tmp_path):
     assert oracle["tgt"]["mean"] == pytest.approx(0.55)
     r = CliRunner().invoke(cli, ["collect", *dirs])
     assert r.exit_code == 0 and "selection: val" in r.output
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_two_processes(stores, tmp_path):
+    """`torchrun -m vdgtool train` with 2 CPU processes (gloo): one run directory, written by rank 0."""
+    import shutil
+    import subprocess
+
+    torchrun = shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun not on PATH")
+    out = tmp_path / "ddp"
+    cmd = [torchrun, "--nproc-per-node", "2", "--master-port", "29517", "-m", "vdgtool", "train", "--data",
+           stores[0], "--val", stores[1], "--model", "test_c3d", "--size", "32", "--epochs", "1", "--batch-size",
+           "4", "-o", str(out), "--json"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["world_size"] == 2
+    assert (out / "done").exists() and (out / "checkpoints" / "last.pt").exists()
+    assert r.stdout.count('"run_dir"') == 1  # only rank 0 reports

@@ -160,6 +160,8 @@ def train(ctx, list_models, list_methods, config_file, model_arg, hp, milestones
         raise ConfigError("no run directory given", "pass -o RUN_DIR")
     cfg = TrainConfig.from_dict(base)
     summary = run(cfg, resume=resume, overwrite=overwrite)
+    if summary.get("rank", 0) != 0:
+        return  # under torchrun only rank 0 reports
     final = summary.get("final", {})
     rows = [("run", summary["run_dir"]), ("model", summary["model"]), ("method", summary["method"]),
             ("epochs", summary["epochs"]), ("train loss", final.get("train_loss")), ("train acc", final.get("train_acc"))]

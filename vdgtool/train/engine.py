@@ -368,6 +368,10 @@ class Trainer:
         cfg = self.cfg
         if self.is_main:
             os.makedirs(os.path.join(self.run_dir, "checkpoints"), exist_ok=True)
+        else:
+            import logging
+
+            get_logger().setLevel(logging.WARNING)  # rank 0 speaks for the job
         self.setup()
         if self.resume:
             self.try_resume()
@@ -389,6 +393,12 @@ class Trainer:
                 os.remove(pre)
             with open(os.path.join(self.run_dir, "done"), "w") as f:
                 json.dump(summary, f, indent=2, default=str)
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+            dist.destroy_process_group()
+        summary["rank"] = self.rank
         return summary
 
     def _run_epoch(self, stepper, make_loader) -> None:
@@ -438,7 +448,11 @@ class Trainer:
                **{f"train_{k}": v / max(1, count) for k, v in sums.items()},
                "lr": self.optimizers["model"].param_groups[0]["lr"], "time_s": round(dt, 3),
                "clips_per_s": round(seen * self.world / max(dt, 1e-9), 2)}
-        val = self.evaluate() if self.val_sets else {}
+        val = self.evaluate() if (self.val_sets and self.is_main) else {}
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
         if val:
             rec["val"] = val
         self.epoch += 1
