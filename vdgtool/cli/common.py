@@ -66,19 +66,30 @@ def resume_option(f):
     return click.option("--resume", is_flag=True, help="Continue an interrupted run where it stopped.")(f)
 
 
-def shard_options(f):
+def _slurm_num_shards() -> int:
     from vdgtool.utils.env import shard_defaults
 
-    n, i = shard_defaults()
-    f = click.option("--shard-index", type=int, default=i, show_default="SLURM_ARRAY_TASK_ID or 0",
-                     help="Which shard this process writes.")(f)
-    f = click.option("--num-shards", type=int, default=n, show_default="SLURM_ARRAY_TASK_COUNT or 1",
+    return shard_defaults()[0]
+
+
+def _slurm_shard_index() -> int:
+    from vdgtool.utils.env import shard_defaults
+
+    return shard_defaults()[1]
+
+
+def shard_options(f):
+    # callables: SLURM variables are read when the command runs, not when the module is imported
+    f = click.option("--shard-index", type=click.IntRange(min=0), default=_slurm_shard_index,
+                     show_default="SLURM_ARRAY_TASK_ID or 0", help="Which shard this process writes.")(f)
+    f = click.option("--num-shards", type=click.IntRange(min=1), default=_slurm_num_shards,
+                     show_default="SLURM_ARRAY_TASK_COUNT or 1",
                      help="Split the input into this many shards (merge with `vdgtool store merge`).")(f)
     return f
 
 
 def workers_option(f):
-    return click.option("--workers", "-j", type=int, default=0, show_default=True,
+    return click.option("--workers", "-j", type=click.IntRange(min=0), default=0, show_default=True,
                         help="Parallel worker processes (0 = in the main process).")(f)
 
 

@@ -13,9 +13,9 @@ from vdgtool.cli.common import (emit, json_option, overwrite_option, resume_opti
 @click.option("-o", "--output", required=True, type=click.Path(), help="Clip store to write (.h5).")
 @click.option("--size", default="128", show_default=True,
               help="Frame size: short side (128) or WIDTHxHEIGHT (160x120); 0 keeps the source size.")
-@click.option("--fps", type=float, default=None, help="Resample to this frame rate by timestamps.")
-@click.option("--stride", type=int, default=1, show_default=True, help="Keep every N-th frame (when no --fps).")
-@click.option("--max-frames", type=int, default=None, help="Store at most this many frames per video.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None, help="Resample to this frame rate by timestamps.")
+@click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True, help="Keep every N-th frame (when no --fps).")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Store at most this many frames per video.")
 @click.option("--encoding", type=click.Choice(["jpeg", "raw"]), default="jpeg", show_default=True,
               help="Frame encoding in the store (see docs/stores.md: jpeg is ~8x smaller, raw is exact).")
 @click.option("--jpeg-quality", type=click.IntRange(1, 100), default=90, show_default=True)
@@ -23,7 +23,7 @@ from vdgtool.cli.common import (emit, json_option, overwrite_option, resume_opti
 @click.option("--classes", "classes_file", type=click.Path(), default=None,
               help="Class list file (one name per line) fixing the class order / naming integer labels.")
 @click.option("--data-prefix", default=None, help="Folder that relative paths of an mmaction list refer to.")
-@click.option("--limit", type=int, default=None, help="Only the first N videos (of this shard).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N videos (of this shard).")
 @click.option("--strict", is_flag=True, help="Exit 1 if any input could not be decoded.")
 @workers_option
 @shard_options
@@ -44,7 +44,7 @@ def extract(input_path, output, size, fps, stride, max_frames, encoding, jpeg_qu
       vdgtool extract data/ucf101 -o ucf.h5 --size 128 --fps 25 --workers 8
       sbatch --array=0-15 --wrap 'vdgtool extract list.txt -o ucf.$SLURM_ARRAY_TASK_ID.h5'
     """
-    from vdgtool.errors import VdgError
+    from vdgtool.errors import InputError
     from vdgtool.video.decode import DecodeOptions, parse_size
     from vdgtool.video.extract import extract as run
     from vdgtool.video.manifest import load_manifest
@@ -62,9 +62,8 @@ def extract(input_path, output, size, fps, stride, max_frames, encoding, jpeg_qu
                 ("bad inputs", d["errors"]), ("decoders", ", ".join(f"{k}: {v}" for k, v in d["decoders"].items()))]
         if d["resumed_from"]:
             rows.append(("already done (resume)", d["resumed_from"]))
+        rows += [("skipped", f"{e['source']}: {e['reason']}") for e in d["bad_inputs"]]
         emit(d, False, rows)
-        for e in d["bad_inputs"]:
-            click.echo(f"vdgtool: skipped {e['source']}: {e['reason']}", err=True)
     if strict and d["errors"]:
-        raise VdgError(f"{d['errors']} input(s) could not be decoded (listed above and in the store's /errors)",
-                       "fix or remove them, or run without --strict")
+        raise InputError(f"{d['errors']} input(s) could not be decoded (listed in the summary and in the store's "
+                         "/errors)", "fix or remove them, or run without --strict")

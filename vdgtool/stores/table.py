@@ -52,17 +52,32 @@ class TableStoreWriter:
 
     def append(self, arrays: dict[str, np.ndarray], **meta) -> None:
         """Append rows: every array has the same first dimension B; meta columns are length-B sequences."""
+        if not arrays:
+            raise StoreError("append() needs at least one array", "this is a bug in the caller")
+        arrays = {k: np.asarray(a) for k, a in arrays.items()}
         sizes = {len(a) for a in arrays.values()}
         if len(sizes) != 1:
             raise StoreError(f"arrays of different lengths {sizes}", "this is a bug in the caller")
         b = sizes.pop()
+        if self.n and set(arrays) != set(self.arrays.keys()):
+            raise StoreError(f"appended arrays {sorted(arrays)} differ from the earlier rows' "
+                             f"{sorted(self.arrays.keys())}", "append the same arrays on every call")
+        for name, v in meta.items():
+            if name not in S.TABLE_META:
+                raise StoreError(f"unknown metadata column '{name}'", f"use {', '.join(S.TABLE_META)}")
+            if len(v) != b:
+                raise StoreError(f"metadata column '{name}' has {len(v)} values for {b} rows",
+                                 "this is a bug in the caller")
         for name, a in arrays.items():
-            a = np.asarray(a)
             if name not in self.arrays:
+                row_bytes = max(1, int(np.prod(a.shape[1:], dtype=np.int64)) * a.dtype.itemsize)
+                chunk_rows = max(1, min(4096, (1 << 20) // row_bytes))  # about 1 MiB per chunk
                 self.arrays.create_dataset(name, shape=(0,) + a.shape[1:], maxshape=(None,) + a.shape[1:],
-                                           dtype=a.dtype, chunks=(max(1, min(1024, 1 << 20 // max(1, a[0].nbytes)
-                                                                             if b else 1)),) + a.shape[1:])
+                                           dtype=a.dtype, chunks=(chunk_rows,) + a.shape[1:])
             ds = self.arrays[name]
+            if ds.shape[1:] != a.shape[1:]:
+                raise StoreError(f"array '{name}' rows have shape {a.shape[1:]}, earlier rows {ds.shape[1:]}",
+                                 "this is a bug in the caller")
             ds.resize(self.n + b, axis=0)
             ds[self.n:self.n + b] = a
         for name, dt in S.TABLE_META.items():
@@ -117,4 +132,12 @@ class TableStore(StoreReader):
             raise StoreError(f"{self.path} has no '{name}' array (it has: {', '.join(self.array_names)})",
                              "use a store written with that output")
         ds = self.h5["arrays"][name]
-        return ds[()] if rows is None else ds[np.asarray(rows)]
+        if rows is None:
+            return ds[()]
+        idx = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if idx.size == 0:
+            return np.zeros((0,) + ds.shape[1:], ds.dtype)
+        if idx.min() < 0 or idx.max() >= ds.shape[0]:
+            raise StoreError(f"row index out of range 0..{ds.shape[0] - 1} in {self.path}", "this is a caller bug")
+        uniq, inv = np.unique(idx, return_inverse=True)  # h5py needs increasing, unique indices
+        return ds[uniq][inv]

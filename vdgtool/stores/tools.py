@@ -107,7 +107,12 @@ def merge(shards: list[str], out: str, overwrite: bool = False) -> dict:
         raise StoreError(f"cannot merge stores of kinds {sorted(kinds)}", "merge clip or flow stores of one kind")
     counts = {st.conventions.get("num_shards") for st in stores}
     idx = [st.conventions.get("shard_index") for st in stores]
-    if len(counts) == 1 and None not in counts and None not in idx:
+    if len(counts) > 1:
+        for st in stores:
+            st.close()
+        raise StoreError(f"the shards come from different splits (--num-shards {sorted(counts, key=str)})",
+                         "merge shards of one run, all written with the same --num-shards")
+    if None not in counts and None not in idx:
         total = counts.pop()
         if len(set(idx)) != len(idx):
             dup = sorted({i for i in idx if idx.count(i) > 1})
@@ -120,6 +125,8 @@ def merge(shards: list[str], out: str, overwrite: bool = False) -> dict:
         st.close()
     if os.path.exists(out) and not overwrite:
         raise InputError(f"{out} already exists", "pass --overwrite or choose another -o")
+    if os.path.realpath(out) in seen:
+        raise InputError(f"the output {out} is also one of the shards", "choose another -o")
     tmp = out + ".partial"
     prov = make_provenance(parents=shards)
     res = merge_video_segments(list(shards), tmp, check_complete=True, provenance=prov,

@@ -117,6 +117,11 @@ class VideoStoreWriter:
         if not os.path.isdir(parent):
             raise InputError(f"output folder {parent} does not exist", "create it first")
         if os.path.exists(self.path) and not overwrite:
+            if resume:
+                # killed between the final rename and the clean-up: the store itself is complete
+                shutil.rmtree(self.segdir, ignore_errors=True)
+                raise InputError(f"{self.path} is already complete, there is nothing to resume",
+                                 "pass --overwrite to re-create it")
             raise InputError(f"{self.path} already exists", "pass --overwrite to replace it, or choose another -o")
         existing = sorted(glob.glob(os.path.join(self.segdir, "seg-*.h5")))
         if os.path.isdir(self.segdir) and not resume:
@@ -139,11 +144,16 @@ class VideoStoreWriter:
             with h5py.File(seg, "r") as f:
                 conv = read_json_attr(f, S.ATTR_CONVENTIONS, {})
                 classes = read_json_attr(f, S.ATTR_CLASSES, [])
-                if conv != _jsonable(self.conventions) or classes != self.classes:
+                diff = _conv_diff(conv, _jsonable(self.conventions))
+                if diff or classes != self.classes or _decode(f.attrs.get(S.ATTR_KIND, "")) != self.kind:
+                    what = diff or ("classes" if classes != self.classes else "kind")
                     raise InputError(
-                        f"--resume with different settings than the interrupted run ({seg} has "
-                        f"conventions {conv}, this run {self.conventions})",
-                        "resume with the same options, or pass --overwrite to start again")
+                        f"--resume with different settings than the interrupted run ({os.path.basename(seg)}: "
+                        f"{what})", "resume with the same options, or pass --overwrite to start again")
+                # domain indices in the segment refer to its domain list: keep every name known
+                for d in read_json_attr(f, S.ATTR_DOMAINS, []):
+                    if d not in self.domains:
+                        self.domains.append(d)
                 for grp in ("meta", "errors"):
                     if grp in f and "key" in f[grp]:
                         keys = [_decode(k) for k in f[grp]["key"][()]]
@@ -217,7 +227,7 @@ class VideoStoreWriter:
             raise StoreError(f"video {key}: expected a (T, H, W, C) array, got shape {frames.shape}",
                              "this is a bug in the caller")
         f = self._ensure_segment()
-        row = self._seg_n
+        row = len(self._seg_rows["key"])  # videos only: add_error also counts in _seg_n
         _write_array(f["data"], f"{row:08d}", frames, self.encoding if frames.dtype == np.uint8 and
                      frames.shape[-1] in (1, 3) else "raw", self.quality, self.chunk_frames)
         for name, arr in (extras or {}).items():
@@ -266,13 +276,29 @@ class VideoStoreWriter:
         return self.path
 
     def abort(self) -> None:
-        """Keep finished segments for --resume; drop the one in progress."""
-        if self._seg is not None:
-            name = self._seg.filename
+        """Keep finished segments for --resume; save the rows of the one in progress when possible.
+
+        Rows are appended to the metadata only after their arrays are written, so the open segment is
+        consistent up to its last complete video (an array half-written by an interrupted ``add_video``
+        has no metadata row and is ignored by the merge). If saving fails, the segment is dropped and
+        its videos are redone on ``--resume``.
+        """
+        if self._seg is None:
+            return
+        name = self._seg.filename
+        try:
+            if self._seg_rows.get("key") or self._err_rows.get("key"):
+                self._close_segment()
+                return
+        except BaseException:  # noqa: BLE001 - fall back to dropping the segment
+            pass
+        try:
             self._seg.close()
-            self._seg = None
-            if os.path.exists(name):
-                os.remove(name)
+        except Exception:  # noqa: BLE001
+            pass
+        self._seg = None
+        if os.path.exists(name):
+            os.remove(name)
 
     def __enter__(self):
         return self
@@ -291,6 +317,16 @@ def _jsonable(d: dict) -> Any:
     from vdgtool.utils.provenance import dumps
 
     return json.loads(dumps(d))
+
+
+def _conv_diff(a: dict, b: dict, ignore: tuple = ()) -> str:
+    """'' when two convention dicts agree, else 'name=A vs B' for the first differing entry."""
+    for k in sorted(set(a) | set(b)):
+        if k in ignore:
+            continue
+        if a.get(k) != b.get(k):
+            return f"{k}={a.get(k)!r} vs {b.get(k)!r}"
+    return ""
 
 
 def merge_video_segments(inputs: list[str], out_path: str, header: Any = None, check_complete: bool = False,
@@ -322,12 +358,10 @@ def merge_video_segments(inputs: list[str], out_path: str, header: Any = None, c
                 errors.append((int(em["index"][r]), i, r))
         if len(kinds) > 1:
             raise StoreError(f"cannot merge stores of different kinds {sorted(kinds)}", "merge stores of one kind")
-        def _cmp(c):
-            return {k: v for k, v in c.items() if k not in ignore_conventions}
-
         for c, p in zip(convs[1:], inputs[1:]):
-            if _cmp(c) != _cmp(convs[0]):
-                raise StoreError(f"{p} has conventions {c}, but {inputs[0]} has {convs[0]}",
+            diff = _conv_diff(c, convs[0], ignore_conventions)
+            if diff:
+                raise StoreError(f"conventions differ between {p} and {inputs[0]}: {diff}",
                                  "merge only shards written with the same options")
         if header is not None:
             classes = list(header.classes)
@@ -346,6 +380,15 @@ def merge_video_segments(inputs: list[str], out_path: str, header: Any = None, c
                 raise StoreError(f"video '{key}' appears in both {inputs[seen[key]]} and {inputs[fi]}",
                                  "a shard was given twice or shards overlap; pass each shard once")
             seen[key] = fi
+        ekeys = {}
+        for fi, f in enumerate(files):
+            if "errors" in f and "key" in f["errors"]:
+                for key in (_decode(k) for k in f["errors"]["key"][()]):
+                    other = seen.get(key, ekeys.get(key))
+                    if other is not None:
+                        raise StoreError(f"video '{key}' appears in both {inputs[other]} and {inputs[fi]}",
+                                         "a shard was given twice or shards overlap; pass each shard once")
+                    ekeys[key] = fi
         errors.sort()
         out = h5py.File(out_path, "w")
         try:
@@ -354,6 +397,7 @@ def merge_video_segments(inputs: list[str], out_path: str, header: Any = None, c
             else:
                 for k, v in files[0].attrs.items():
                     out.attrs[k] = v
+                out.attrs[S.ATTR_COMPLETE] = False
                 write_json_attr(out, S.ATTR_CLASSES, classes)
                 write_json_attr(out, S.ATTR_DOMAINS, domains)
                 if provenance is not None:
@@ -379,8 +423,9 @@ def merge_video_segments(inputs: list[str], out_path: str, header: Any = None, c
                     rows[col].append(v)
             write_meta(out.create_group("meta"), S.VIDEO_META, rows)
             erows = {k: [] for k in S.ERROR_META}
+            emetas = [read_meta(f["errors"], S.ERROR_META) if "errors" in f else {} for f in files]
             for _, fi, r in errors:
-                em = read_meta(files[fi]["errors"], S.ERROR_META)
+                em = emetas[fi]
                 for col in S.ERROR_META:
                     erows[col].append(em[col][r])
             write_meta(out.create_group("errors"), S.ERROR_META, erows)
@@ -440,8 +485,11 @@ class VideoStore(StoreReader):
                 return np.stack([decode_jpeg(b) for b in ds[()]]) if ds.shape[0] else np.zeros(
                     tuple(ds.attrs["shape"]), np.uint8)
             return ds[()]
-        idx = np.asarray(list(frames), dtype=np.int64)
+        idx = np.asarray(list(frames), dtype=np.int64).reshape(-1)
         n = ds.shape[0]
+        if idx.size == 0:
+            shape = tuple(ds.attrs["shape"])[1:] if jpeg else ds.shape[1:]
+            return np.zeros((0,) + tuple(int(v) for v in shape), np.uint8 if jpeg else ds.dtype)
         if idx.size and (idx.min() < 0 or idx.max() >= n):
             raise StoreError(f"frame index out of range 0..{n - 1} in {self.path}", "this is a sampler bug")
         uniq, inv = np.unique(idx, return_inverse=True)

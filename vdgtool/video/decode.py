@@ -40,19 +40,23 @@ class DecodeOptions:
 
 
 def parse_size(text: str | int | None):
-    """'128' -> 128 (short side); '160x120' -> (160, 120) (width x height)."""
-    if text is None or text == "" or text == 0:
+    """'128' -> 128 (short side); '160x120' -> (160, 120) (width x height); '0' or '' -> None (keep)."""
+    if text is None:
         return None
-    if isinstance(text, int):
-        return text
     s = str(text).lower().strip()
     try:
         if "x" in s:
-            w, h = s.split("x")
-            return int(w), int(h)
-        return int(s)
+            w, h = (int(v) for v in s.split("x"))
+            if w <= 0 or h <= 0:
+                raise ValueError
+            return w, h
+        v = int(s) if s else 0
+        if v < 0:
+            raise ValueError
+        return v or None
     except ValueError:
-        raise InputError(f"cannot read size '{text}'", "use a short side like 128 or WIDTHxHEIGHT like 160x120") from None
+        raise InputError(f"cannot read size '{text}'",
+                         "use a short side like 128, WIDTHxHEIGHT like 160x120, or 0 to keep the source size") from None
 
 
 def _target_hw(h: int, w: int, size) -> tuple[int, int]:
@@ -65,21 +69,28 @@ def _target_hw(h: int, w: int, size) -> tuple[int, int]:
     return max(1, int(round(h * size / w))), int(size)
 
 
-def resize_frames(frames: np.ndarray, size) -> np.ndarray:
+def resize_frame(fr: np.ndarray, size) -> np.ndarray:
+    """Resize one (H, W, C) frame to ``size`` (see :class:`DecodeOptions`); area filter when shrinking."""
     import cv2
 
+    if size is None:
+        return fr
+    h, w = fr.shape[:2]
+    th, tw = _target_hw(h, w, size)
+    if (th, tw) == (h, w):
+        return fr
+    interp = cv2.INTER_AREA if th * tw < h * w else cv2.INTER_LINEAR
+    r = cv2.resize(np.ascontiguousarray(fr), (tw, th), interpolation=interp)
+    return r if r.ndim == 3 else r[..., None]
+
+
+def resize_frames(frames: np.ndarray, size) -> np.ndarray:
     if size is None or frames.shape[0] == 0:
         return frames
     h, w = frames.shape[1:3]
-    th, tw = _target_hw(h, w, size)
-    if (th, tw) == (h, w):
+    if _target_hw(h, w, size) == (h, w):
         return frames
-    interp = cv2.INTER_AREA if th * tw < h * w else cv2.INTER_LINEAR
-    out = np.empty((frames.shape[0], th, tw, frames.shape[3]), np.uint8)
-    for i, fr in enumerate(frames):
-        r = cv2.resize(fr, (tw, th), interpolation=interp)
-        out[i] = r if r.ndim == 3 else r[..., None]
-    return out
+    return np.stack([resize_frame(fr, size) for fr in frames])
 
 
 def select_indices(n: int, src_fps: float, opts: DecodeOptions, timestamps: np.ndarray | None = None) -> np.ndarray:
@@ -106,6 +117,10 @@ def _out_fps(src_fps: float, opts: DecodeOptions) -> float:
     return float(src_fps) / max(1, int(opts.stride)) if src_fps else 0.0
 
 
+#: frames fetched from decord per call: bounds memory to a few full-size frames at a time.
+_DECORD_BATCH = 16
+
+
 def _decode_decord(path: str, opts: DecodeOptions):
     import decord
 
@@ -115,48 +130,82 @@ def _decode_decord(path: str, opts: DecodeOptions):
     src_fps = float(vr.get_avg_fps() or 0.0)
     if n == 0:
         raise DecodeError(f"{path} has no frames", "check the file")
-    idx = select_indices(n, src_fps, opts)
-    frames = vr.get_batch(idx.tolist()).asnumpy()
-    return frames, src_fps, n
+    idx = select_indices(n, src_fps, opts).tolist()
+    out = []
+    for s in range(0, len(idx), _DECORD_BATCH):
+        batch = vr.get_batch(idx[s:s + _DECORD_BATCH]).asnumpy()
+        out.extend(resize_frame(fr, opts.size) for fr in batch)  # resize now: never hold full-size video
+    if not out:
+        raise DecodeError(f"{path} decoded to zero frames", "the file is empty or corrupt; re-download it")
+    return np.stack(out), src_fps, n
 
 
 def _decode_pyav(path: str, opts: DecodeOptions):
+    """Stream-decode with PyAV, keeping (and resizing) only the selected frames.
+
+    Frame selection matches :func:`select_indices`: a fixed stride, or for ``fps`` the latest frame
+    whose timestamp is at or before each target time ``j / fps``.
+    """
     import av
 
+    stride = max(1, int(opts.stride))
+    cap = int(opts.max_frames) if opts.max_frames else None
     with av.open(path) as container:
         if not container.streams.video:
             raise DecodeError(f"{path} has no video stream", "check the file")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         src_fps = float(stream.average_rate or stream.guessed_rate or 0.0)
-        frames, times = [], []
-        limit = None
-        if opts.max_frames and not opts.fps:
-            limit = int(opts.max_frames) * max(1, int(opts.stride))
-        for k, fr in enumerate(container.decode(stream)):
-            if limit is not None and k >= limit:
-                break
-            if not opts.fps and k % max(1, int(opts.stride)) != 0:
-                continue
-            img = fr.to_ndarray(format="rgb24")
-            rot = getattr(fr, "rotation", 0) or 0
-            if rot:
-                img = np.ascontiguousarray(np.rot90(img, k=int(round(rot / 90.0)) % 4))
-            frames.append(img)
-            times.append(float(fr.time) if fr.time is not None else len(times) / max(src_fps, 1.0))
+        use_fps = bool(opts.fps and opts.fps > 0 and src_fps)
+        frames: list[np.ndarray] = []
+        n = 0
+        t0 = None
+        prev = None
+        prev_ts = 0.0
+        j = 0  # next target time index (fps mode)
+
+        def full():
+            return cap is not None and len(frames) >= cap
+
+        for fr in container.decode(stream):
+            ts = float(fr.time) if fr.time is not None else n / src_fps if src_fps else float(n)
+            if t0 is None:
+                t0 = ts
+            ts -= t0
+            k = n
+            n += 1
+            if use_fps:
+                # targets strictly before this frame's time take the previous frame
+                while prev is not None and j / opts.fps + 1e-6 < ts and not full():
+                    frames.append(prev)
+                    j += 1
+                if full():
+                    break
+                prev, prev_ts = _pyav_rgb(fr, opts.size), ts
+            else:
+                if k % stride:
+                    continue
+                frames.append(_pyav_rgb(fr, opts.size))
+                if full():
+                    break
+        if full() and stream.frames:
+            n = int(stream.frames)  # stopped early: the container's count, when it records one
+        if use_fps and prev is not None and not full():
+            duration = prev_ts + 1.0 / src_fps
+            while j / opts.fps < duration - 1e-9 and not full():
+                frames.append(prev)
+                j += 1
     if not frames:
         raise DecodeError(f"{path} decoded to zero frames", "the file is empty or corrupt; re-download it")
-    arr = np.stack(frames)
-    if opts.fps:
-        ts = np.asarray(times) - times[0]
-        idx = select_indices(len(arr), src_fps, DecodeOptions(fps=opts.fps, max_frames=opts.max_frames), ts)
-        arr = arr[idx]
-        n = len(times)
-    else:
-        n = len(frames) * max(1, int(opts.stride))
-        if opts.max_frames:
-            arr = arr[: int(opts.max_frames)]
-    return arr, src_fps, n
+    return np.stack(frames), src_fps, n
+
+
+def _pyav_rgb(fr, size) -> np.ndarray:
+    img = fr.to_ndarray(format="rgb24")
+    rot = getattr(fr, "rotation", 0) or 0
+    if rot:
+        img = np.ascontiguousarray(np.rot90(img, k=int(round(rot / 90.0)) % 4))
+    return resize_frame(img, size)
 
 
 def read_gif(path: str):
@@ -167,29 +216,28 @@ def read_gif(path: str):
         im = Image.open(path)
     except (UnidentifiedImageError, OSError) as exc:
         raise DecodeError(f"{path} is not a readable GIF ({exc})", "check or re-download the file") from None
-    frames, starts, t = [], [], 0.0
+    frames, starts, t_ms = [], [], 0
     try:
         with im:
             for fr in ImageSequence.Iterator(im):
                 frames.append(np.asarray(fr.convert("RGB")))
-                starts.append(t)
-                dur = fr.info.get("duration", 100) or 100
-                # browsers treat durations <= 10 ms as 100 ms; follow them
-                t += (dur if dur > 10 else 100) / 1000.0
+                starts.append(t_ms / 1000.0)
+                dur = int(fr.info.get("duration", 100) or 0)
+                # browsers show frames of <= 10 ms (0 or 1 centisecond) for 100 ms; follow them
+                t_ms += dur if dur > 10 else 100
     except (OSError, EOFError, ValueError) as exc:
         if not frames:
             raise DecodeError(f"{path} is a damaged GIF ({exc})", "check or re-download the file") from None
     if not frames:
         raise DecodeError(f"{path} has no frames", "the GIF is empty")
-    return np.stack(frames), np.asarray(starts), t
+    return np.stack(frames), np.asarray(starts), t_ms / 1000.0
 
 
 def _decode_gif(path: str, opts: DecodeOptions):
     frames, starts, total = read_gif(path)
     n = len(frames)
     src_fps = n / total if total > 0 else 10.0
-    if opts.fps:
-        idx = select_indices(n, src_fps, opts, starts)
+    if opts.fps and opts.fps > 0:
         # select by time using the real (possibly variable) frame durations
         t = np.arange(0.0, total - 1e-9, 1.0 / opts.fps)
         idx = np.clip(np.searchsorted(starts, t + 1e-6, side="right") - 1, 0, n - 1)
@@ -197,7 +245,7 @@ def _decode_gif(path: str, opts: DecodeOptions):
             idx = idx[: int(opts.max_frames)]
     else:
         idx = select_indices(n, src_fps, opts)
-    return frames[idx], src_fps, n
+    return np.stack([resize_frame(f, opts.size) for f in frames[idx]]), src_fps, n
 
 
 def _decode_frame_dir(path: str, opts: DecodeOptions, fps: float = 30.0):
@@ -212,7 +260,7 @@ def _decode_frame_dir(path: str, opts: DecodeOptions, fps: float = 30.0):
         img = cv2.imread(os.path.join(path, names[i]), cv2.IMREAD_COLOR)
         if img is None:
             raise DecodeError(f"frame {names[i]} in {path} is unreadable", "re-extract the frames")
-        frames.append(img[..., ::-1])
+        frames.append(resize_frame(img[..., ::-1], opts.size))
     return np.stack(frames), fps, len(names)
 
 
@@ -235,8 +283,11 @@ def decode(path: str, opts: DecodeOptions | None = None, decoders: tuple[str, ..
             raise DecodeError(f"{path} is an empty file", "re-download it")
         errors = []
         frames = None
+        readers = {"decord": _decode_decord, "pyav": _decode_pyav}
         for name in decoders:
-            fn = {"decord": _decode_decord, "pyav": _decode_pyav}[name]
+            if name not in readers:
+                raise InputError(f"unknown decoder '{name}'", f"use {' or '.join(readers)}")
+            fn = readers[name]
             try:
                 frames, src_fps, n = fn(path, opts)
                 decoder = name
@@ -253,8 +304,10 @@ def decode(path: str, opts: DecodeOptions | None = None, decoders: tuple[str, ..
     if frames.shape[0] == 0:
         raise DecodeError(f"{path} gave zero frames with these options", "lower --fps/--stride")
     if frames.ndim == 3:
-        frames = frames[..., None].repeat(3, axis=-1)
-    frames = resize_frames(np.ascontiguousarray(frames), opts.size)
+        frames = frames[..., None]
+    if frames.shape[-1] == 1:
+        frames = frames.repeat(3, axis=-1)
+    frames = resize_frames(np.ascontiguousarray(frames), opts.size)  # no-op: readers resize per frame
     return frames, {"fps": _out_fps(src_fps, opts), "source_fps": src_fps, "decoder": decoder,
                     "source_frames": int(n)}
 

@@ -32,6 +32,16 @@ class ExtractResult:
                 "bad_inputs": self.errors}
 
 
+def _init_worker() -> None:
+    """One OpenCV thread per worker process: N workers on N cores, not N x cores threads."""
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover
+        pass
+
+
 def _work(args):
     item, opts = args
     try:
@@ -54,14 +64,22 @@ def extract(manifest: Manifest, out: str, *, opts: DecodeOptions | None = None, 
     Bad inputs are recorded in the store's ``/errors`` table and in the result, never raised.
     """
     opts = opts or DecodeOptions()
+    if not manifest.items:
+        raise InputError(f"no videos were found in {manifest.root}", "check the input folder or manifest")
     items: list[Item] = shard_items(manifest.items, num_shards, shard_index)
     if limit:
         items = items[:limit]
     conventions = opts.to_conventions()
     conventions.update({"num_shards": num_shards, "shard_index": shard_index})
     prov = make_provenance(seed=seed, parents=inputs or [manifest.root], manifest_form=manifest.form)
-    writer = VideoStoreWriter(out, "clips", classes=manifest.classes, conventions=conventions, provenance=prov,
-                              encoding=encoding, jpeg_quality=jpeg_quality, resume=resume, overwrite=overwrite)
+    # every shard, and a resumed run, sees the same domain list (in manifest order)
+    domains: list[str] = []
+    for it in manifest.items:
+        if it.domain not in (None, "") and it.domain not in domains:
+            domains.append(it.domain)
+    writer = VideoStoreWriter(out, "clips", classes=manifest.classes, domains=domains, conventions=conventions,
+                              provenance=prov, encoding=encoding, jpeg_quality=jpeg_quality, resume=resume,
+                              overwrite=overwrite)
     todo = [it for it in items if it.key not in writer.done_keys]
     res = ExtractResult(path=out, videos=0, skipped_resume=len(items) - len(todo))
     if res.skipped_resume:
@@ -71,8 +89,8 @@ def extract(manifest: Manifest, out: str, *, opts: DecodeOptions | None = None, 
     try:
         if workers and workers > 0 and len(todo) > 1:
             ctx = mp.get_context("spawn" if os.name == "nt" else "forkserver")
-            pool = ctx.Pool(workers)
-            results = pool.imap(_work, ((it, opts) for it in todo), chunksize=1)
+            pool = ctx.Pool(min(workers, len(todo)), initializer=_init_worker)
+            results = _bounded_imap(pool, todo, opts, window=2 * workers)
         else:
             results = map(_work, ((it, opts) for it in todo))
         for item, frames, info, err in progress(results, total=len(todo), desc="extract", unit="video"):
@@ -83,8 +101,6 @@ def extract(manifest: Manifest, out: str, *, opts: DecodeOptions | None = None, 
             label = class_index.get(item.label, -1) if item.label is not None else -1
             writer.add_video(item.key, frames, index=item.index, label=label, domain=item.domain,
                              fps=info["fps"], source=item.path, decoder=info["decoder"])
-            res.decoders[info["decoder"]] = res.decoders.get(info["decoder"], 0) + 1
-            res.frames += int(frames.shape[0])
         if pool is not None:
             pool.close()
             pool.join()
@@ -98,10 +114,34 @@ def extract(manifest: Manifest, out: str, *, opts: DecodeOptions | None = None, 
             pool.terminate()
     from vdgtool.stores.video import VideoStore
 
+    # the summary describes the whole store (videos done before a --resume included)
     st = VideoStore(out)
     res.videos = len(st)
+    res.frames = int(st.meta["num_frames"].sum()) if len(st) else 0
+    for d in st.meta["decoder"].tolist():
+        res.decoders[d] = res.decoders.get(d, 0) + 1
     res.errors = [{"key": k, "source": s, "reason": r}
                   for k, s, r in zip(st.errors.get("key", []), st.errors.get("source", []), st.errors.get("reason", []))]
-    if not len(st) and not res.errors:
-        raise InputError("no videos were found in the input", "check the input folder or manifest")
     return res
+
+
+def _bounded_imap(pool, todo, opts, window: int):
+    """Ordered results of ``_work`` over ``todo`` with at most ``window`` decoded videos in flight.
+
+    ``Pool.imap`` would queue every task at once and let finished (decoded) videos pile up in memory
+    when writing is slower than decoding; a sliding window keeps memory bounded.
+    """
+    from collections import deque
+
+    pending: deque = deque()
+    it = iter(todo)
+    for item in it:
+        pending.append(pool.apply_async(_work, ((item, opts),)))
+        if len(pending) >= window:
+            break
+    while pending:
+        res = pending.popleft().get()
+        nxt = next(it, None)
+        if nxt is not None:
+            pending.append(pool.apply_async(_work, ((nxt, opts),)))
+        yield res

@@ -136,6 +136,12 @@ def load_manifest(source: str, domain: str | None = None, classes_file: str | No
         m = from_csv(source, domain)
     else:
         m = from_list(source, domain, data_prefix)
+    seen: dict[str, int] = {}
+    for it in m.items:
+        if it.key in seen:
+            raise InputError(f"{source} lists {it.key} twice (entries {seen[it.key] + 1} and {it.index + 1})",
+                             "remove the duplicate entry; every video needs a unique path")
+        seen[it.key] = it.index
     if classes_file:
         names = read_class_list(classes_file)
         numeric = all(i.label is None or i.label.lstrip("-").isdigit() for i in m.items)

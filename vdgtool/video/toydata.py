@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 
 import numpy as np
 
@@ -94,7 +95,9 @@ def write_mp4(path: str, frames: np.ndarray, fps: int) -> None:
         s = c.add_stream("libx264", rate=int(fps))
         s.width, s.height = frames.shape[2], frames.shape[1]
         s.pix_fmt = "yuv420p"
-        s.options = {"crf": "12", "preset": "veryfast"}
+        # one encoder thread: x264's multi-threaded output depends on timing, and the dataset must be
+        # byte-for-byte reproducible for a seed
+        s.options = {"crf": "12", "preset": "veryfast", "threads": "1"}
         for fr in frames:
             for p in s.encode(av.VideoFrame.from_ndarray(fr, format="rgb24")):
                 c.mux(p)
@@ -131,6 +134,10 @@ def make_toy_dataset(out_dir: str, *, size: int = 64, frames: int = 16, videos_p
         rows = []
         for c in classes:
             os.makedirs(os.path.join(out_dir, domain, c), exist_ok=True)
+            if overwrite:  # clips of an earlier, larger run would otherwise stay in the class folders
+                for name in os.listdir(os.path.join(out_dir, domain, c)):
+                    if re.fullmatch(rf"{c}_\d{{3}}\.{ext}", name):
+                        os.remove(os.path.join(out_dir, domain, c, name))
             for v in range(videos_per_class):
                 vrng = np.random.default_rng(rng.integers(2**63))
                 if domain == "real" and vrng.random() < bias:
