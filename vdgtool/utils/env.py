@@ -11,7 +11,8 @@ def shard_defaults() -> tuple[int, int]:
     idx = os.environ.get("SLURM_ARRAY_TASK_ID")
     if count and idx:
         lo = int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
-        return int(count), int(idx) - lo
+        step = max(1, int(os.environ.get("SLURM_ARRAY_TASK_STEP", "1")))
+        return int(count), (int(idx) - lo) // step
     return 1, 0
 
 

@@ -15,6 +15,21 @@ def get_logger(name: str | None = None) -> logging.Logger:
     return logging.getLogger(LOGGER_NAME if not name else f"{LOGGER_NAME}.{name}")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at emit time (so redirections and test runners see the logs)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     global _QUIET
     _QUIET = quiet
@@ -22,7 +37,7 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(level)
     if not any(getattr(h, "_vdgtool", False) for h in logger.handlers):
-        h = logging.StreamHandler(sys.stderr)
+        h = _StderrHandler()
         h.setFormatter(logging.Formatter("vdgtool: %(message)s"))
         h._vdgtool = True  # type: ignore[attr-defined]
         logger.addHandler(h)
