@@ -11,6 +11,7 @@ from vdgtool import __version__
 
 #: verb -> "module:attribute". Only verbs that work are listed here.
 COMMANDS: dict[str, str] = {
+    "flow": "vdgtool.cli.flow:flow",
     "toydata": "vdgtool.cli.toydata:toydata",
     "extract": "vdgtool.cli.extract:extract",
     "store": "vdgtool.cli.store:store",

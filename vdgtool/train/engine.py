@@ -186,7 +186,8 @@ class Trainer:
                 mk[k] = getattr(cfg, k)
         model = create_model(cfg.model, num_classes=len(self.class_names), pretrained=cfg.pretrained,
                              weights=cfg.weights, **mk)
-        self.model_kwargs = mk
+        # everything needed to rebuild the same architecture from the checkpoint alone
+        self.model_kwargs = dict(getattr(model, "create_kwargs", mk))
         self.init_info = None
         if cfg.init:
             self.init_info = init_from_checkpoint(model, cfg.init, reset_classifier=cfg.linear_probe)
