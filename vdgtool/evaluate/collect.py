@@ -49,6 +49,12 @@ def select_epoch(hist: list[dict], rule: str, source: str | None, target: str | 
     return max(scored, key=lambda h: (h["val"][name]["top1"], h["epoch"]))
 
 
+def _label(v) -> str:
+    if isinstance(v, (list, tuple)):
+        return ",".join(os.path.basename(str(x)) for x in v)
+    return str(v)
+
+
 def collect(run_dirs: list[str], rule: str = "val", source: str | None = None, target: str | None = None,
             group_by: tuple[str, ...] = ("method", "model")) -> dict:
     if rule not in RULES:
@@ -60,7 +66,7 @@ def collect(run_dirs: list[str], rule: str = "val", source: str | None = None, t
         src = source or (vals[0] if vals else None)
         tgt = target or (vals[-1] if vals else None)
         ep = select_epoch(r["history"], rule, src, tgt)
-        key = tuple(str(r["config"].get(g)) for g in group_by)
+        key = tuple(_label(r["config"].get(g)) for g in group_by)
         groups.setdefault(key, []).append({"dir": r["dir"], "epoch": ep["epoch"], "val": ep.get("val") or {},
                                            "seed": r["config"].get("seed")})
     rows = []
