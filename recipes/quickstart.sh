@@ -5,13 +5,13 @@
 set -euo pipefail
 OUT=${1:-demo_out}
 SEED=${SEED:-0}
-EPOCHS=${EPOCHS:-12}
+EPOCHS=${EPOCHS:-30}
 mkdir -p "$OUT"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
 echo "== 1. toy dataset: real (mp4, background shortcut) vs animated (GIF, none)" >&2
 vdgtool toydata "$OUT/toy" --seed "$SEED" --overwrite
-vdgtool toydata "$OUT/toy_test" --seed $((SEED + 1000)) --videos-per-class 8 --overwrite
+vdgtool toydata "$OUT/toy_test" --seed $((SEED + 1000)) --videos-per-class 16 --overwrite
 
 echo "== 2. extract clip stores" >&2
 vdgtool -q extract "$OUT/toy/real" -o "$OUT/real_train.h5" --size 64 --encoding raw --overwrite
@@ -21,8 +21,9 @@ vdgtool store info "$OUT/real_train.h5"
 
 echo "== 3. train ERM on the real domain (test_c3d, $EPOCHS epochs)" >&2
 vdgtool train --data "$OUT/real_train.h5" --val "$OUT/real_test.h5" --val "$OUT/animated_test.h5" \
-  --model test_c3d --method erm --epochs "$EPOCHS" --batch-size 16 --lr 0.05 --seed "$SEED" \
-  -o "$OUT/runs/erm" --overwrite
+  --model test_c3d --method erm --epochs "$EPOCHS" --batch-size 16 --optimizer adamw --lr 0.001 \
+  --no-flip --scale-min 0.6 --seed "$SEED" -o "$OUT/runs/erm" --overwrite
+# --no-flip: the toy classes are motion directions; a horizontal flip would swap move_left and move_right
 
 echo "== 4. evaluate on both domains" >&2
 vdgtool eval "$OUT/runs/erm" --data "$OUT/real_test.h5" --data "$OUT/animated_test.h5" \

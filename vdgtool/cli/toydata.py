@@ -11,14 +11,15 @@ from vdgtool.cli.common import emit, json_option, overwrite_option, seed_option
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--size", type=int, default=64, show_default=True, help="Frame side in pixels.")
 @click.option("--frames", type=int, default=16, show_default=True, help="Frames per clip.")
-@click.option("--videos-per-class", type=int, default=16, show_default=True, help="Clips per class and domain.")
-@click.option("--bias", type=float, default=0.7, show_default=True,
+@click.option("--videos-per-class", type=int, default=32, show_default=True, help="Clips per class and domain.")
+@click.option("--bias", type=float, default=0.8, show_default=True,
               help="Probability that a real clip's background hue matches its class (the spatial shortcut).")
 @click.option("--fps", type=int, default=8, show_default=True)
+@click.option("--speed", type=int, default=None, help="Object speed in pixels per frame (default: size/16).")
 @overwrite_option
 @seed_option
 @json_option
-def toydata(out_dir, size, frames, videos_per_class, bias, fps, overwrite, seed, as_json):
+def toydata(out_dir, size, frames, videos_per_class, bias, fps, speed, overwrite, seed, as_json):
     """Generate the built-in two-domain action dataset (real mp4 vs animated GIF).
 
     Classes are motion directions of a textured object; the real domain has a background-colour
@@ -35,7 +36,7 @@ def toydata(out_dir, size, frames, videos_per_class, bias, fps, overwrite, seed,
 
     os.makedirs(out_dir, exist_ok=True)
     s = make_toy_dataset(out_dir, size=size, frames=frames, videos_per_class=videos_per_class, bias=bias,
-                         seed=seed, fps=fps, overwrite=overwrite)
+                         seed=seed, fps=fps, speed=speed, overwrite=overwrite)
     if as_json:
         emit(s, True)
     else:

@@ -62,8 +62,9 @@ def render_clip(rng, cls: str, domain: str, size: int, frames: int, bg_hue: floa
     start = rng.integers(0, size, size=2)
     if domain == "real":
         bg = _texture(rng, h, w, bg_hue, 0.55)
-        obj = _texture(rng, h, w, obj_hue, 0.35)
-        obj = obj * (0.6 + 0.8 * rng.random())
+        obj = _texture(rng, h, w, obj_hue, 0.3)
+        # a clearly brighter or darker textured object: the motion must be visible, not the colour
+        obj = obj * 0.35 + (160.0 if rng.random() < 0.5 else 0.0)
         jitter = rng.integers(-1, 2, size=(frames, 2))  # hand-held camera shake
     else:
         bg = np.broadcast_to(_hsv_to_rgb(bg_hue, 0.75, 0.95), (h, w, 3)).astype(np.float32)
@@ -113,8 +114,8 @@ def write_gif(path: str, frames: np.ndarray, fps: int) -> None:
                  optimize=False, disposal=1)
 
 
-def make_toy_dataset(out_dir: str, *, size: int = 64, frames: int = 16, videos_per_class: int = 16,
-                     bias: float = 0.7, seed: int = 0, fps: int = 8, speed: int | None = None,
+def make_toy_dataset(out_dir: str, *, size: int = 64, frames: int = 16, videos_per_class: int = 32,
+                     bias: float = 0.8, seed: int = 0, fps: int = 8, speed: int | None = None,
                      overwrite: bool = False) -> dict:
     """Write the dataset to ``out_dir`` and return a summary (paths, counts)."""
     if size % 2 or size < 16:
@@ -125,7 +126,7 @@ def make_toy_dataset(out_dir: str, *, size: int = 64, frames: int = 16, videos_p
         raise InputError("need at least 2 frames and 1 video per class", "raise --frames / --videos-per-class")
     if os.path.exists(os.path.join(out_dir, "real.csv")) and not overwrite:
         raise InputError(f"{out_dir} already holds a toy dataset", "pass --overwrite or choose another folder")
-    speed = speed or max(1, size // 24)
+    speed = speed or max(1, size // 16)
     classes = sorted(DIRECTIONS)
     hues = {c: 360.0 * k / len(classes) + 15.0 for k, c in enumerate(classes)}
     rng = np.random.default_rng(seed)
