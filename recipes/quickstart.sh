@@ -30,7 +30,10 @@ vdgtool eval "$OUT/runs/erm" --data "$OUT/real_test.h5" --data "$OUT/animated_te
   -o "$OUT/erm_predictions.h5" --overwrite
 
 if [ -f "$(dirname "$0")/drl/toy_drl.sh" ]; then
-  echo "== 5. DRL: dynamic scores and accuracy, ERM vs DRL-freeze" >&2
-  bash "$(dirname "$0")/drl/toy_drl.sh" "$OUT"
+  echo "== 5. DRL-freeze fine-tuned from the ERM run; freeze dynamic score and accuracy, ERM vs DRL" >&2
+  # reuses the stores and the ERM run above (no second ERM training); results in $OUT/drl
+  TRAIN_STORE="$OUT/real_train.h5" REAL_VAL="$OUT/real_test.h5" ANIM_VAL="$OUT/animated_test.h5" \
+    ERM_RUN="$OUT/runs/erm" SEEDS="$SEED" METHODS=drl-freeze \
+    bash "$(dirname "$0")/drl/toy_drl.sh" "$OUT/drl"
 fi
 echo "quickstart finished: outputs in $OUT" >&2

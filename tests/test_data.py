@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vdgtool.augment import TRANSFORMS, build_transform, register_transform
-from vdgtool.data import (SAMPLERS, ClipDataset, DenseSampler, UniformSampler, align_classes, build_dataset,
+from vdgtool.data import (SAMPLERS, DenseSampler, UniformSampler, align_classes, build_dataset,
                           build_sampler, collate_views, register_sampler)
 from vdgtool.errors import ConfigError, ConventionMismatch
 from vdgtool.stores import TableStoreWriter, VideoStoreWriter

@@ -271,7 +271,7 @@ def test_cli_missing_depth_map_is_a_bad_input(tmp_path):
 
 
 def test_cli_csv_manifest_crop2d_and_sharding(tmp_path):
-    root = _tree(tmp_path, n=2)
+    _tree(tmp_path, n=2)
     man = tmp_path / "m.csv"
     with open(man, "w", newline="") as f:
         wr = csv.writer(f)

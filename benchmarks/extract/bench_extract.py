@@ -28,7 +28,7 @@ def main():
     from tabulate import tabulate
 
     from vdgtool.stores.video import VideoStore
-    from vdgtool.video.decode import DecodeOptions, decode, resize_frame
+    from vdgtool.video.decode import DecodeOptions, resize_frame
     from vdgtool.video.extract import extract
     from vdgtool.video.manifest import Item, Manifest
 

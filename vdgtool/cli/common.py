@@ -138,3 +138,18 @@ def resolve_device(name: str):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {name} requested but CUDA is not available", "use --device cpu")
     return dev
+
+
+def batch_job_options(what: str = "inputs"):
+    """Options every batch verb (extract, flow, synth-video, ...) shares: limit, strict, sharding, resume,
+    overwrite, seed, JSON output."""
+
+    def deco(f):
+        for d in (json_option, seed_option, overwrite_option, resume_option, shard_options):
+            f = d(f)
+        f = click.option("--strict", is_flag=True, help=f"Exit 1 if any of the {what} could not be processed.")(f)
+        f = click.option("--limit", type=click.IntRange(min=1), default=None,
+                         help=f"Only the first N {what} (of this shard).")(f)
+        return f
+
+    return deco

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vdgtool.cli.common import (emit, json_option, overwrite_option, resume_option, seed_option, shard_options,
-                                workers_option)
+from vdgtool.cli.common import batch_job_options, emit, workers_option
 
 
 @click.command("extract")
@@ -23,14 +22,8 @@ from vdgtool.cli.common import (emit, json_option, overwrite_option, resume_opti
 @click.option("--classes", "classes_file", type=click.Path(), default=None,
               help="Class list file (one name per line) fixing the class order / naming integer labels.")
 @click.option("--data-prefix", default=None, help="Folder that relative paths of an mmaction list refer to.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N videos (of this shard).")
-@click.option("--strict", is_flag=True, help="Exit 1 if any input could not be decoded.")
 @workers_option
-@shard_options
-@resume_option
-@overwrite_option
-@seed_option
-@json_option
+@batch_job_options("videos")
 def extract(input_path, output, size, fps, stride, max_frames, encoding, jpeg_quality, domain, classes_file,
             data_prefix, limit, strict, workers, num_shards, shard_index, resume, overwrite, seed, as_json):
     """Decode videos and GIFs into a clip store.

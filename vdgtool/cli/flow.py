@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vdgtool.cli.common import (device_option, emit, json_option, overwrite_option, resume_option, seed_option,
-                                shard_options)
+from vdgtool.cli.common import batch_job_options, device_option, emit
 from vdgtool.flow.tvl1 import TVL1Params
 
 _D = TVL1Params()
@@ -53,14 +52,8 @@ _D = TVL1Params()
               show_default=True, help="Preset of the dis backend.")
 @click.option("--threads", type=int, default=0, show_default=True,
               help="CPU threads for torch and OpenCV (0 = library default).")
-@click.option("--limit", type=int, default=None, help="Only the first N videos (of this shard).")
-@click.option("--strict", is_flag=True, help="Exit 1 if any video could not be processed.")
 @device_option
-@shard_options
-@resume_option
-@overwrite_option
-@seed_option
-@json_option
+@batch_job_options("videos")
 def flow(clip_store, output, pairs, pairs_list, gt, backend, stride, bound, dtype, tau, lambda_, theta, scales,
          zoom, warps, epsilon, iterations, outer_iterations, median, presmooth, batch_size, compile_, dis_preset,
          threads, limit, strict, device, num_shards, shard_index, resume, overwrite, seed, as_json):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vdgtool.cli.common import (device_option, emit, json_option, overwrite_option, resume_option, seed_option,
-                                shard_options)
+from vdgtool.cli.common import batch_job_options, device_option, emit
 
 
 def _range(text):
@@ -54,14 +53,8 @@ def _range(text):
 @click.option("--jpeg-quality", type=click.IntRange(1, 100), default=90, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1, None), default=8, show_default=True,
               help="Images rendered together (same size) in one torch batch.")
-@click.option("--limit", type=int, default=None, help="Only the first N images (of this shard).")
-@click.option("--strict", is_flag=True, help="Exit 1 if any input could not be used.")
 @device_option
-@shard_options
-@resume_option
-@overwrite_option
-@seed_option
-@json_option
+@batch_job_options("images")
 def synth_video(input_path, output, depth, mode, preset, frames, size, trajectory, rot_range, trans_range, fill,
                 redepth, save_flow, save_depth, fps, domain, classes_file, encoding, jpeg_quality, batch_size, limit,
                 strict, device, num_shards, shard_index, resume, overwrite, seed, as_json):

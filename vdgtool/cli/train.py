@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vdgtool.cli.common import device_option, emit, json_option, overwrite_option, resume_option, seed_option
+from vdgtool.cli.common import device_option, emit, json_option, overwrite_option, resume_option
 
 # CLI flag -> TrainConfig field, for merging with --config (flags given explicitly win)
 _FIELDS = ("data", "val", "output", "train_domains", "classes_file", "model", "pretrained", "weights", "init",

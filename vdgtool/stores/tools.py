@@ -9,7 +9,6 @@ import numpy as np
 from vdgtool.errors import InputError, StoreError
 from vdgtool.stores import schema as S
 from vdgtool.stores.base import open_store
-from vdgtool.stores.table import TableStore
 from vdgtool.stores.video import VideoStore, merge_video_segments
 
 
