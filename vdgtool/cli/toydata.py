@@ -12,7 +12,7 @@ from vdgtool.cli.common import emit, json_option, overwrite_option, seed_option
 @click.option("--size", type=int, default=64, show_default=True, help="Frame side in pixels.")
 @click.option("--frames", type=int, default=16, show_default=True, help="Frames per clip.")
 @click.option("--videos-per-class", type=int, default=32, show_default=True, help="Clips per class and domain.")
-@click.option("--bias", type=float, default=0.8, show_default=True,
+@click.option("--bias", type=float, default=0.7, show_default=True,
               help="Probability that a real clip's background hue matches its class (the spatial shortcut).")
 @click.option("--fps", type=int, default=8, show_default=True)
 @click.option("--speed", type=int, default=None, help="Object speed in pixels per frame (default: size/16).")

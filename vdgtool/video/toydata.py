@@ -115,7 +115,7 @@ def write_gif(path: str, frames: np.ndarray, fps: int) -> None:
 
 
 def make_toy_dataset(out_dir: str, *, size: int = 64, frames: int = 16, videos_per_class: int = 32,
-                     bias: float = 0.8, seed: int = 0, fps: int = 8, speed: int | None = None,
+                     bias: float = 0.7, seed: int = 0, fps: int = 8, speed: int | None = None,
                      overwrite: bool = False) -> dict:
     """Write the dataset to ``out_dir`` and return a summary (paths, counts)."""
     if size % 2 or size < 16:
