@@ -163,10 +163,14 @@ def train(ctx, list_models, list_methods, config_file, model_arg, hp, milestones
     if summary.get("rank", 0) != 0:
         return  # under torchrun only rank 0 reports
     final = summary.get("final", {})
+    def r4(x):
+        return round(x, 4) if isinstance(x, float) else x
+
     rows = [("run", summary["run_dir"]), ("model", summary["model"]), ("method", summary["method"]),
-            ("epochs", summary["epochs"]), ("train loss", final.get("train_loss")), ("train acc", final.get("train_acc"))]
+            ("epochs", summary["epochs"]), ("train loss", r4(final.get("train_loss"))),
+            ("train acc", r4(final.get("train_acc")))]
     for name, m in (final.get("val") or {}).items():
-        rows.append((f"val {name} top1", m["top1"]))
+        rows.append((f"val {name} top1", r4(m["top1"])))
     if summary.get("best_val_top1") is not None:
-        rows.append(("best val top1 (best.pt)", summary["best_val_top1"]))
+        rows.append(("best val top1 (best.pt)", r4(summary["best_val_top1"])))
     emit(summary, as_json, rows)
