@@ -9,7 +9,7 @@ import traceback
 
 import click
 
-from vdgtool.errors import VdgError
+from vdgtool.errors import InputError, VdgError
 
 
 def run_cli(group: click.Group, argv=None):
@@ -113,6 +113,25 @@ def emit(result, as_json: bool, table_rows=None, headers=None, title: str | None
         table_rows = [(k, _short(v)) for k, v in (result.items() if isinstance(result, dict) else [])]
         headers = headers or ()
     click.echo(tabulate(table_rows, headers=headers or (), floatfmt=".4g"))
+
+
+def report_batch(d: dict, rows: list, as_json: bool, strict: bool, *, key: str = "source",
+                 failed: str = "input(s) could not be used") -> None:
+    """Summary of a batch verb (extract, flow, synth-video): finished work, resume count, skipped items.
+
+    Skipped (bad) items are listed in the summary and kept in the store's /errors; ``--strict`` turns
+    them into exit 1 after the good items have been written.
+    """
+    if as_json:
+        emit(d, True)
+    else:
+        if d.get("resumed_from"):
+            rows.append(("already done (resume)", d["resumed_from"]))
+        rows += [("skipped", f"{e.get(key)}: {e['reason']}") for e in d.get("bad_inputs", [])]
+        emit(d, False, rows)
+    if strict and d.get("errors"):
+        raise InputError(f"{d['errors']} {failed} (listed in the summary and in the store's /errors)",
+                         "fix or remove them, or run without --strict")
 
 
 def _short(v):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vdgtool.cli.common import batch_job_options, emit, workers_option
+from vdgtool.cli.common import batch_job_options, report_batch, workers_option
 
 
 @click.command("extract")
@@ -37,7 +37,6 @@ def extract(input_path, output, size, fps, stride, max_frames, encoding, jpeg_qu
       vdgtool extract data/ucf101 -o ucf.h5 --size 128 --fps 25 --workers 8
       sbatch --array=0-15 --wrap 'vdgtool extract list.txt -o ucf.$SLURM_ARRAY_TASK_ID.h5'
     """
-    from vdgtool.errors import InputError
     from vdgtool.video.decode import DecodeOptions, parse_size
     from vdgtool.video.extract import extract as run
     from vdgtool.video.manifest import load_manifest
@@ -48,15 +47,6 @@ def extract(input_path, output, size, fps, stride, max_frames, encoding, jpeg_qu
               num_shards=num_shards, shard_index=shard_index, resume=resume, overwrite=overwrite, seed=seed,
               limit=limit, inputs=[input_path])
     d = res.to_dict()
-    if as_json:
-        emit(d, True)
-    else:
-        rows = [("store", d["store"]), ("videos", d["videos"]), ("frames", d["frames"]),
-                ("bad inputs", d["errors"]), ("decoders", ", ".join(f"{k}: {v}" for k, v in d["decoders"].items()))]
-        if d["resumed_from"]:
-            rows.append(("already done (resume)", d["resumed_from"]))
-        rows += [("skipped", f"{e['source']}: {e['reason']}") for e in d["bad_inputs"]]
-        emit(d, False, rows)
-    if strict and d["errors"]:
-        raise InputError(f"{d['errors']} input(s) could not be decoded (listed in the summary and in the store's "
-                         "/errors)", "fix or remove them, or run without --strict")
+    rows = [("store", d["store"]), ("videos", d["videos"]), ("frames", d["frames"]), ("bad inputs", d["errors"]),
+            ("decoders", ", ".join(f"{k}: {v}" for k, v in d["decoders"].items()))]
+    report_batch(d, rows, as_json, strict, failed="input(s) could not be decoded")

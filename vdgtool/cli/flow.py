@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vdgtool.cli.common import batch_job_options, device_option, emit
+from vdgtool.cli.common import batch_job_options, device_option, emit, report_batch
 from vdgtool.flow.tvl1 import TVL1Params
 
 _D = TVL1Params()
@@ -70,7 +70,7 @@ def flow(clip_store, output, pairs, pairs_list, gt, backend, stride, bound, dtyp
       vdgtool flow --pairs frame10.png frame11.png -o out.flo --gt gt.flo
       vdgtool flow --pairs-list pairs.txt -o flows/ --backend opencv
     """
-    from vdgtool.errors import InputError, VdgError
+    from vdgtool.errors import InputError
     from vdgtool.flow.backends import get_backend
 
     if threads:
@@ -128,17 +128,7 @@ def flow(clip_store, output, pairs, pairs_list, gt, backend, stride, bound, dtyp
                              num_shards=num_shards, shard_index=shard_index, resume=resume, overwrite=overwrite,
                              limit=limit, seed=seed)
     d = res.to_dict()
-    if as_json:
-        emit(d, True)
-    else:
-        rows = [("store", d["store"]), ("videos", d["videos"]), ("flow fields", d["fields"]),
-                ("bad inputs", d["errors"]), ("backend", d["backend"]), ("seconds", d["seconds"]),
-                ("pairs/s", d["pairs_per_second"])]
-        if d["resumed_from"]:
-            rows.append(("already done (resume)", d["resumed_from"]))
-        emit(d, False, rows)
-        for e in d["bad_inputs"]:
-            click.echo(f"vdgtool: skipped {e['key']}: {e['reason']}", err=True)
-    if strict and d["errors"]:
-        raise VdgError(f"{d['errors']} video(s) could not be processed (listed above and in the store's /errors)",
-                       "fix or remove them, or run without --strict")
+    rows = [("store", d["store"]), ("videos", d["videos"]), ("flow fields", d["fields"]),
+            ("bad inputs", d["errors"]), ("backend", d["backend"]), ("seconds", d["seconds"]),
+            ("pairs/s", d["pairs_per_second"])]
+    report_batch(d, rows, as_json, strict, key="key", failed="video(s) could not be processed")

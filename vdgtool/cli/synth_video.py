@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vdgtool.cli.common import batch_job_options, device_option, emit
+from vdgtool.cli.common import batch_job_options, device_option, report_batch
 
 
 def _range(text):
@@ -70,7 +70,6 @@ def synth_video(input_path, output, depth, mode, preset, frames, size, trajector
       vdgtool synth-video stanford40/ -o s40_synth.h5 --depth maps/ --preset mm2024 --save-flow
     """
     from vdgtool.cli.common import resolve_device
-    from vdgtool.errors import VdgError
     from vdgtool.synth.pipeline import SynthOptions, synth_video as run
     from vdgtool.video.manifest import load_manifest
 
@@ -82,17 +81,6 @@ def synth_video(input_path, output, depth, mode, preset, frames, size, trajector
               num_shards=num_shards, shard_index=shard_index, resume=resume, overwrite=overwrite, seed=seed,
               encoding=encoding, jpeg_quality=jpeg_quality, limit=limit, inputs=[input_path])
     d = res.to_dict()
-    if as_json:
-        emit(d, True)
-    else:
-        rows = [("store", d["store"]), ("videos", d["videos"]), ("frames", d["frames"]),
-                ("bad inputs", d["errors"]), ("seconds", d["seconds"]),
-                ("render frames/s", d["render_frames_per_s"])]
-        if d["resumed_from"]:
-            rows.append(("already done (resume)", d["resumed_from"]))
-        emit(d, False, rows)
-        for e in d["bad_inputs"]:
-            click.echo(f"vdgtool: skipped {e['source']}: {e['reason']}", err=True)
-    if strict and d["errors"]:
-        raise VdgError(f"{d['errors']} input(s) could not be used (listed above and in the store's /errors)",
-                       "fix or remove them, or run without --strict")
+    rows = [("store", d["store"]), ("videos", d["videos"]), ("frames", d["frames"]), ("bad inputs", d["errors"]),
+            ("seconds", d["seconds"]), ("render frames/s", d["render_frames_per_s"])]
+    report_batch(d, rows, as_json, strict)
