@@ -94,15 +94,18 @@ def main(argv=None):
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    params = TVL1Params() if args.median is None else TVL1Params(median=args.median)
+    base = TVL1Params() if args.median is None else TVL1Params(median=args.median)
     dev = torch.device(args.device)
     print(machine_info(args.threads))
-    print(f"TV-L1 parameters (both solvers): {params.to_dict()}")
+    print(f"TV-L1 parameters (both solvers; scales capped to OpenCV's levels of >= 16 px): {base.to_dict()}")
     rows = []
     for size in args.sizes:
         chairs, gts, others = load_pairs(size)
         pool = chairs + others
-        levels = len(pyramid_sizes(size, size, params.scales, params.zoom))
+        # OpenCV's DualTVL1 silently drops pyramid levels with a side under 16 px; run both solvers on
+        # the pyramid OpenCV really uses, so that the comparison has the same parameters
+        levels = sum(1 for (h, w) in pyramid_sizes(size, size, base.scales, base.zoom) if min(h, w) >= 16)
+        params = TVL1Params.from_dict({**base.to_dict(), "scales": levels})
         # OpenCV reference: chairs first (EPE), then others up to --cv-pairs
         cvb = OpenCVTVL1(params)
         cv_pairs = pool[:max(args.cv_pairs, len(chairs))]

@@ -199,7 +199,7 @@ def tvl1_step(u, px, py, Iw, neg_inv_grad, rho_c, active, l_t: float, theta: flo
     div[..., :, 1:] -= px[..., :, :-1]
     div[..., 1:, :] -= py[..., :-1, :]
     un = torch.addcmul(u, fi, Iw).add_(div, alpha=theta)
-    err = (un - u).square().mean(dim=(1, 2, 3))
+    err = (un - u).square().sum(dim=1).mean(dim=(1, 2))  # per pixel: |du|^2 summed over u1, u2 (IPOL, OpenCV)
     ux = torch.zeros_like(un)
     uy = torch.zeros_like(un)
     ux[..., :, :-1] = un[..., :, 1:] - un[..., :, :-1]
@@ -224,7 +224,7 @@ def tvl1_step_functional(u, px, py, Iw, neg_inv_grad, rho_c, active, l_t: float,
     fi = (rho * neg_inv_grad).clamp(-l_t, l_t)
     div = px - F.pad(px[..., :, :-1], (1, 0, 0, 0)) + py - F.pad(py[..., :-1, :], (0, 0, 1, 0))
     un = u + fi * Iw + theta * div
-    err = (un - u).square().mean(dim=(1, 2, 3))
+    err = (un - u).square().sum(dim=1).mean(dim=(1, 2))  # per pixel: |du|^2 summed over u1, u2 (IPOL, OpenCV)
     ux = F.pad(un[..., :, 1:] - un[..., :, :-1], (0, 1, 0, 0))
     uy = F.pad(un[..., 1:, :] - un[..., :-1, :], (0, 0, 0, 1))
     ng = 1.0 + taut * torch.sqrt(ux * ux + uy * uy)
