@@ -151,9 +151,21 @@ def telea_fill(img: torch.Tensor, valid: torch.Tensor, radius: float = 3.0) -> t
 
     out = img.detach().cpu().numpy().copy()
     holes = (~valid).cpu().numpy().astype(np.uint8)
-    for i in range(out.shape[0]):
-        if holes[i].any():
-            out[i] = cv2.inpaint(out[i], holes[i], radius, cv2.INPAINT_TELEA)
+    todo = [i for i in range(out.shape[0]) if holes[i].any()]
+
+    def one(i):
+        out[i] = cv2.inpaint(out[i], holes[i], radius, cv2.INPAINT_TELEA)
+
+    # cv2.inpaint is single-threaded and releases the GIL: the images of a batch run side by side
+    n = min(len(todo), max(1, torch.get_num_threads()))
+    if n > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(n) as ex:
+            list(ex.map(one, todo))
+    else:
+        for i in todo:
+            one(i)
     return torch.from_numpy(out).to(img.device)
 
 
