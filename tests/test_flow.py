@@ -210,6 +210,31 @@ def test_cli_store_end_to_end(tmp_path):
     assert st2.conventions["stride"] == 2 and st2.meta["fps"][0] == pytest.approx(5.0)
 
 
+def test_flow_store_feeds_a_flow_model(tmp_path):
+    """What `vdgtool flow` writes (uint8 and float16) is what the data pipeline reads for a flow model."""
+    from vdgtool.data import build_dataset
+    from vdgtool.models import create_model
+
+    clips = make_clip_store(tmp_path / "clips.h5", [("v0", moving_video(9, dx=1.0)),
+                                                    ("v1", moving_video(9, dx=-2.0, seed=3))])
+    model = create_model("test_c3d", num_classes=2, in_channels=2)
+    spec = model.input_spec
+    for dtype in ("uint8", "float16"):
+        out = str(tmp_path / f"flow_{dtype}.h5")
+        r = CliRunner().invoke(cli, ["flow", clips, "-o", out, "--scales", "2", "--warps", "2", "--dtype", dtype])
+        assert r.exit_code == 0, r.output
+        ds = build_dataset([out], spec, train=False, seed=0)
+        item = ds[1]
+        x = item["video"]
+        assert x.shape[0] == 2 and item["label"] == 1
+        # flow models take flow / bound in [-1, 1] (mean = std = 0.5 on the [0, 1] scale): u of v1 is
+        # -2 px -> -2 / 20 = -0.1, v is 0
+        assert spec.mean == (0.5, 0.5) and spec.std == (0.5, 0.5)
+        assert float(x[0, :, 8:-8, 8:-8].median()) == pytest.approx(-0.1, abs=0.03)
+        assert float(x[1, :, 8:-8, 8:-8].median()) == pytest.approx(0.0, abs=0.03)
+        model(x[None])  # the model takes it
+
+
 def test_cli_shards_and_resume(tmp_path):
     vids = [(f"v{i}", moving_video(3, dx=1.0, seed=i)) for i in range(3)]
     clips = make_clip_store(tmp_path / "clips.h5", vids)

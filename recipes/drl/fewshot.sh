@@ -5,17 +5,21 @@
 # All checkpoints are evaluated on the same episode files.
 source "$(dirname "$0")/common.sh"
 METHODS=${METHODS:-"erm drl-freeze drl-fgsm"}
-EPISODES=${EPISODES:-600}
-declare -A TEST
+EPISODES=${EPISODES:-600}; WAYS=${WAYS:-5}; QUERIES=${QUERIES:-15}
+declare -A TEST=()
 [ -n "${SSV2_TEST:-}" ] && TEST[SSV2]=$SSV2_TEST
 [ -n "${JESTER_TEST:-}" ] && TEST[JESTER]=$JESTER_TEST
-if [ ${#TEST[@]} -eq 0 ]; then use_toy; toy_stores "$OUT/toy"; TEST[TOY]=$TOY_TARGET; EPISODES=${TOY_EPISODES:-20}; fi
+if [ ${#TEST[@]} -eq 0 ]; then use_toy; toy_stores "$OUT/toy"; TEST[TOY]=$TOY_TARGET; EPISODES=${TOY_EPISODES:-20}
+  WAYS=4; QUERIES=3   # the toy set has 4 classes and 8 clips per class
+fi
 mkdir -p "$OUT/fewshot"
 for ds in "${!TEST[@]}"; do
   for K in 1 5; do
     for M in $METHODS; do
-      $V eval "$OUT/pretrain/$M/checkpoints/last.pt" --data "${TEST[$ds]}" --few-shot --ways 5 --shots "$K" \
-        --episodes "$EPISODES" --seed "$SEED" --device "$DEVICE" --json > "$OUT/fewshot/${ds}_${K}shot_$M.json"
+      # the first method writes the episode file, the others reuse it: every model sees the same episodes
+      $V eval "$OUT/pretrain/$M/checkpoints/last.pt" --data "${TEST[$ds]}" --few-shot --ways "$WAYS" --shots "$K" \
+        --queries "$QUERIES" --episodes "$EPISODES" --episodes-file "$OUT/fewshot/${ds}_${K}shot_episodes.json" \
+        --seed "$SEED" --device "$DEVICE" --json > "$OUT/fewshot/${ds}_${K}shot_$M.json"
     done
   done
 done

@@ -7,7 +7,7 @@
 source "$(dirname "$0")/common.sh"
 METHODS=${METHODS:-"erm drl-freeze drl-fgsm"}
 EPOCHS=${EPOCHS:-30}; LR=${LR:-0.001}
-declare -A TRAIN TEST
+declare -A TRAIN=() TEST=()
 for ds in UCF101 HMDB51 DIVING48; do
   tr="${ds}_TRAIN"; te="${ds}_TEST"
   [ -n "${!tr:-}" ] && TRAIN[$ds]=${!tr} && TEST[$ds]=${!te}
@@ -19,7 +19,8 @@ mkdir -p "$OUT/transfer"
 for ds in "${!TRAIN[@]}"; do
   D="$OUT/transfer/$ds"
   $V score --method distill --target labels --student "$STUDENT" --data "${TRAIN[$ds]}" \
-    --heldout "${TEST[$ds]}" --device "$DEVICE" --json > "$OUT/transfer/$ds.static_bias.json" || true
+    --heldout "${TEST[$ds]}" --device "$DEVICE" --json > "$OUT/transfer/$ds.static_bias.json" \
+    || echo "transfer: static bias of $ds failed (error above); going on with the transfer runs" >&2
   for M in $METHODS; do
     CK="$OUT/pretrain/$M/checkpoints/last.pt"
     $V train --data "${TRAIN[$ds]}" --val "${TEST[$ds]}" --model "$MODEL" --init "$CK" --linear-probe \

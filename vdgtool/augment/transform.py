@@ -19,7 +19,7 @@ DEFAULT_FLOW_BOUND = 20.0  # mmaction2 / denseflow convention
 def flow_to_unit(frames: np.ndarray | torch.Tensor, conventions: dict | None) -> torch.Tensor:
     """Stored flow (T, H, W, 2) -> float32 tensor (T, 2, H, W) in [-1, 1] (u, v order kept).
 
-    uint8 flow (``quantisation="uint8"``: clip(flow, -B, B) mapped linearly to 0..255) becomes
+    uint8 flow (``quantisation="linear_uint8"``: clip(flow, -B, B) mapped linearly to 0..255) becomes
     ``x / 127.5 - 1``; float16/float32 flow in pixels becomes ``clip(flow / B, -1, 1)`` with the
     store's ``bound`` B (20 when the store records none).
     """
@@ -31,7 +31,7 @@ def flow_to_unit(frames: np.ndarray | torch.Tensor, conventions: dict | None) ->
     t = t.permute(0, 3, 1, 2)
     quant = conv.get("quantisation", conv.get("quantization"))
     if t.dtype == torch.uint8:
-        if quant not in (None, "uint8"):
+        if quant not in (None, "linear_uint8", "uint8"):  # "linear_uint8": what `vdgtool flow` writes
             raise ConventionMismatch(f"flow stored as uint8 but the store records quantisation={quant!r}",
                                      "re-create the flow store")
         return t.float().div_(127.5).sub_(1.0)

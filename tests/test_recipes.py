@@ -1,0 +1,71 @@
+"""The shell recipes and the API example run end to end on the built-in toy dataset (short schedules).
+
+They are what the README tells users to run; this keeps them from rotting. Each recipe's own numbers
+(accuracies, scores) are not asserted here: with one or two epochs they are noise. What is asserted is
+that every step ran and wrote what the next step reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "recipes"
+
+pytestmark = pytest.mark.slow
+
+
+def run_recipe(script: Path, cwd: Path, *args, **env) -> subprocess.CompletedProcess:
+    e = dict(os.environ, OMP_NUM_THREADS="1", **{k: str(v) for k, v in env.items()})
+    r = subprocess.run(["bash", str(script), *map(str, args)], cwd=cwd, env=e, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, f"{script.name} failed:\n{r.stderr[-3000:]}"
+    assert "Traceback" not in r.stderr
+    return r
+
+
+def test_quickstart(tmp_path):
+    out = tmp_path / "qs"
+    r = run_recipe(RECIPES / "quickstart.sh", tmp_path, out, EPOCHS=2)
+    for f in ("real_train.h5", "real_test.h5", "animated_test.h5", "erm_predictions.h5", "runs/erm/done"):
+        assert (out / f).exists(), f
+    assert "domain animated" in r.stdout  # the eval table
+    assert "drl-freeze" in r.stdout       # the ERM vs DRL table of toy_drl.sh
+    assert (out / "drl/drl-freeze/done").exists()
+
+
+def test_two_stream(tmp_path):
+    out = tmp_path / "ts"
+    r = run_recipe(RECIPES / "two_stream.sh", tmp_path, out, EPOCHS=1)
+    assert (out / "train_flow.h5").exists() and (out / "runs/flow/done").exists()
+    assert r.stdout.count("domain animated") == 3  # RGB, flow, fused
+
+
+def test_image_to_video(tmp_path):
+    out = tmp_path / "iv"
+    r = run_recipe(RECIPES / "image_to_video.sh", tmp_path, out, EPOCHS=1)
+    assert (out / "synth_depth.h5").exists() and (out / "synth_crop2d.h5").exists()
+    assert "synth_depth.h5" in r.stdout and "synth_crop2d.h5" in r.stdout
+
+
+def test_drl_recipes_on_the_toy_fallback(tmp_path):
+    env = dict(OUT=tmp_path / "drl", TOY_EPOCHS=1, TOY_FT_EPOCHS=1, METHODS="drl-freeze", TOY_EPISODES=3)
+    run_recipe(RECIPES / "drl" / "pretrain.sh", tmp_path, **env)
+    assert (tmp_path / "drl/pretrain/erm/done").exists() and (tmp_path / "drl/pretrain/drl-freeze/done").exists()
+    run_recipe(RECIPES / "drl" / "transfer.sh", tmp_path, **env)
+    run_recipe(RECIPES / "drl" / "fewshot.sh", tmp_path, **env)
+    run_recipe(RECIPES / "drl" / "mimetics.sh", tmp_path, **env)
+
+
+def test_api_example(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "examples" / "pipeline_api.py"), str(tmp_path / "api")],
+                       capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    acc = json.loads(r.stdout.strip().splitlines()[-1].replace("'", '"'))
+    assert set(acc) == {"real", "animated"}
