@@ -13,6 +13,30 @@ from vdgtool.errors import CheckpointError
 _WRAPPER_KEYS = ("state_dict", "model", "model_state", "model_state_dict", "module")
 
 
+def torch_load_safely(path: str, map_location="cpu"):
+    """``torch.load(path, weights_only=True)`` with one-line errors.
+
+    A file that holds pickled Python objects (not only tensors and plain containers) is refused with
+    the offending global named; a damaged or truncated file is reported as such.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [" ".join(ln.split()) for ln in str(exc).splitlines()]
+        detail = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), lines[0] if lines else "")
+        detail = detail.split(". Please use")[0].replace("WeightsUnpickler error: ", "")
+        raise CheckpointError(
+            f"{path} contains pickled Python objects, not only tensors ({detail[:160]}); vdgtool loads with "
+            "torch.load(weights_only=True) and never unpickles arbitrary code",
+            "re-save just the weights from a trusted environment: torch.save(model.state_dict(), 'weights.pt')"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        msg = " ".join(str(exc).split()).split(". ")[0]  # the first sentence names the problem
+        raise CheckpointError(f"{path} is not a readable torch checkpoint ({type(exc).__name__}: "
+                              f"{msg[:160] if msg else 'empty'})",
+                              "the file is damaged or truncated; copy it again or use another checkpoint") from None
+
+
 def load_state_dict_safely(path) -> dict:
     """Read a state dict from ``path`` with ``torch.load(weights_only=True)``.
 
@@ -23,20 +47,7 @@ def load_state_dict_safely(path) -> dict:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"weights file {path} does not exist", "check the path given to --weights / --init")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()
-        detail = next((ln for ln in first if "GLOBAL" in ln or "Unsupported" in ln), first[0] if first else "")
-        raise CheckpointError(
-            f"{path} contains pickled Python objects, not only tensors ({detail.strip()[:200]}); "
-            "vdgtool never unpickles arbitrary code (torch.load weights_only=True)",
-            "re-save just the weights from a trusted environment: "
-            "torch.save(model.state_dict(), 'weights.pt')") from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a readable torch checkpoint ({type(exc).__name__}: "
-                              f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else 'empty'})",
-                              "the file is damaged or truncated; copy or download it again") from exc
+    obj = torch_load_safely(path)
     return unwrap_state_dict(obj, source=path)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 from typing import Any
 
 import torch
@@ -44,18 +43,9 @@ def load_checkpoint(path: str, map_location="cpu") -> dict[str, Any]:
         path = found[0]
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint {path} does not exist", "check the path")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = " ".join(str(exc).split())[:160]
-        raise CheckpointError(
-            f"{path} contains pickled Python objects that weights_only=True loading refuses ({first})",
-            "vdgtool never unpickles arbitrary code; re-save the weights as a plain state_dict "
-            "(torch.save(model.state_dict(), path)) from a trusted environment") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a readable torch checkpoint ({exc.__class__.__name__}: "
-                              f"{' '.join(str(exc).split())[:120]})", "the file is damaged or truncated; "
-                              "use another checkpoint") from None
+    from vdgtool.models.weights import torch_load_safely
+
+    obj = torch_load_safely(path, map_location)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict",
                               "save a state_dict or a vdgtool checkpoint")
