@@ -109,6 +109,15 @@ def test_strict_with_a_corrupt_file(run_cli, tmp_path, shared_data):
     assert (tmp_path / "t.h5").exists()  # the good video is still stored
 
 
+def test_no_usable_input_is_an_error(run_cli, tmp_path, shared_data):
+    root = make_tree(tmp_path / "ds", {"x/bad.mp4": shared_data / "videos/decode_edge/decord_corrupted.mp4"})
+    (tmp_path / "ds/x/empty.gif").write_bytes(b"GIF89a")
+    code, out, err = run_cli("-q", "extract", root, "-o", tmp_path / "s.h5")
+    _one_line_error(code, err, "none of the 2 input(s) could be used")
+    with h5py.File(tmp_path / "s.h5") as f:  # the store records why
+        assert len(f["errors/key"]) == 2
+
+
 def test_toydata_cli(run_cli, tmp_path):
     code, out, err = run_cli("toydata", tmp_path / "d", "--size", "16", "--frames", "2", "--videos-per-class", "1",
                              "--json")

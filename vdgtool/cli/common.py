@@ -129,6 +129,9 @@ def report_batch(d: dict, rows: list, as_json: bool, strict: bool, *, key: str =
             rows.append(("already done (resume)", d["resumed_from"]))
         rows += [("skipped", f"{e.get(key)}: {e['reason']}") for e in d.get("bad_inputs", [])]
         emit(d, False, rows)
+    if d.get("errors") and not d.get("videos") and not d.get("resumed_from"):
+        raise InputError(f"none of the {d['errors']} input(s) could be used (listed in the summary and in the "
+                         "store's /errors)", "fix the inputs or check the input path and options")
     if strict and d.get("errors"):
         raise InputError(f"{d['errors']} {failed} (listed in the summary and in the store's /errors)",
                          "fix or remove them, or run without --strict")
