@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,13 @@ pytestmark = pytest.mark.slow
 
 def run_recipe(script: Path, cwd: Path, *args, **env) -> subprocess.CompletedProcess:
     e = dict(os.environ, OMP_NUM_THREADS="1", **{k: str(v) for k, v in env.items()})
+    # the recipes call `vdgtool` and `python`: use the ones of this interpreter, wherever pip put them
+    dirs = [os.path.dirname(sys.executable), sysconfig.get_path("scripts")]
+    try:  # pip install --user puts console scripts here
+        dirs.append(sysconfig.get_path("scripts", f"{os.name}_user"))
+    except KeyError:
+        pass
+    e["PATH"] = os.pathsep.join(dirs + [e.get("PATH", "")])
     r = subprocess.run(["bash", str(script), *map(str, args)], cwd=cwd, env=e, capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, f"{script.name} failed:\n{r.stderr[-3000:]}"
