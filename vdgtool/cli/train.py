@@ -163,7 +163,8 @@ def train(ctx, list_models, list_methods, config_file, model_arg, hp, milestones
     if summary.get("rank", 0) != 0:
         return  # under torchrun only rank 0 reports
     final = summary.get("final", {})
-    def r4(x):
+
+    def r4(x):  # the table mixes text and numbers, so tabulate's floatfmt does not apply
         return round(x, 4) if isinstance(x, float) else x
 
     rows = [("run", summary["run_dir"]), ("model", summary["model"]), ("method", summary["method"]),
