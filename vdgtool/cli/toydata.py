@@ -6,9 +6,18 @@ import click
 
 from vdgtool.cli.common import emit, json_option, overwrite_option, seed_option
 
+#: --kind -> "module:function"; each generator takes (out_dir, *, size, frames, videos_per_class, bias,
+#: seed, fps, speed, overwrite) and returns a summary with a "domains" table (name -> videos, format,
+#: manifest). Imported lazily, so adding a kind costs nothing at start-up.
+TOY_KINDS: dict[str, str] = {
+    "motion": "vdgtool.video.toydata:make_toy_dataset",
+}
+
 
 @click.command("toydata")
 @click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--kind", type=click.Choice(sorted(TOY_KINDS)), default="motion", show_default=True,
+              help="Which toy: motion = real mp4 vs animated GIF, classes are motion directions.")
 @click.option("--size", type=int, default=64, show_default=True, help="Frame side in pixels.")
 @click.option("--frames", type=int, default=16, show_default=True, help="Frames per clip.")
 @click.option("--videos-per-class", type=int, default=32, show_default=True, help="Clips per class and domain.")
@@ -19,7 +28,7 @@ from vdgtool.cli.common import emit, json_option, overwrite_option, seed_option
 @overwrite_option
 @seed_option
 @json_option
-def toydata(out_dir, size, frames, videos_per_class, bias, fps, speed, overwrite, seed, as_json):
+def toydata(out_dir, kind, size, frames, videos_per_class, bias, fps, speed, overwrite, seed, as_json):
     """Generate the built-in two-domain action dataset (real mp4 vs animated GIF).
 
     Classes are motion directions of a textured object; the real domain has a background-colour
@@ -30,12 +39,13 @@ def toydata(out_dir, size, frames, videos_per_class, bias, fps, speed, overwrite
     Example:
       vdgtool toydata demo/ --videos-per-class 16 --bias 0.7 --seed 0
     """
-    from vdgtool.video.toydata import make_toy_dataset
-
+    import importlib
     import os
 
+    mod, fn = TOY_KINDS[kind].split(":")
+    make = getattr(importlib.import_module(mod), fn)
     os.makedirs(out_dir, exist_ok=True)
-    s = make_toy_dataset(out_dir, size=size, frames=frames, videos_per_class=videos_per_class, bias=bias,
+    s = make(out_dir, size=size, frames=frames, videos_per_class=videos_per_class, bias=bias,
                          seed=seed, fps=fps, speed=speed, overwrite=overwrite)
     if as_json:
         emit(s, True)
