@@ -355,15 +355,16 @@ def test_labels_from_predictions_store(tmp_path, two_stores):
     pred = tmp_path / "pred.h5"
     classes = ["swim", "jump"]  # another order than the model's classes
     with TableStoreWriter(str(pred), "predictions", classes=classes) as w:
-        # t0: two clips averaged -> jump (0.65); t1: swim 0.9; t2: jump 0.55 (< 0.6, dropped); t3 no row
+        # t0: two clips averaged -> jump (0.65); t1: swim 0.9; t2: jump 0.55 (< 0.6, dropped); t3 no row (dropped:
+        # a row that was not selected never trains with its own label)
         w.append({"probs": np.array([[0.2, 0.8], [0.5, 0.5], [0.9, 0.1], [0.45, 0.55]], np.float32)},
                  key=["t0", "t0", "t1", "t2"])
     names = ["jump", "run", "swim"]
     ds = build_dataset([target], Spec(), train=True, class_names=names, labels_from=str(pred), min_confidence=0.6)
-    assert [ds[i]["key"] for i in range(len(ds))] == ["t0", "t1", "t3"]
-    assert [ds[i]["label"] for i in range(len(ds))] == [0, 2, -1]
-    assert ds.num_dropped == 1
-    assert ds.pseudo.tolist() == [True, True, False]
+    assert [ds[i]["key"] for i in range(len(ds))] == ["t0", "t1"]
+    assert [ds[i]["label"] for i in range(len(ds))] == [0, 2]
+    assert ds.num_dropped == 2
+    assert ds.pseudo.tolist() == [True, True] and ds[0]["pseudo"] == 1 and ds[0]["weight"] == 1.0
     # logits work too, and the class union includes the prediction classes
     pred2 = tmp_path / "pred2.h5"
     with TableStoreWriter(str(pred2), "predictions", classes=["dive", "jump"]) as w:

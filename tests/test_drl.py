@@ -54,7 +54,7 @@ def test_every_method_steps_on_every_family(name, model_name):
     m.train()
     before = {k: p.detach().clone() for k, p in m.model.named_parameters()}
     for step in range(2):
-        out = m.training_step(_batch(m.model, seed=step), stepper)
+        out = m.training_step({"source": _batch(m.model, seed=step)}, stepper)
         assert np.isfinite(out["loss"]) and 0 <= out["acc"] <= 1
     changed = [k for k, p in m.model.named_parameters() if not torch.equal(before[k], p)]
     assert changed, "the video model was not updated"
@@ -67,7 +67,7 @@ def test_student_is_updated_by_its_own_optimizer():
     m, stepper = _method("drl-distill")
     s0 = [p.detach().clone() for p in m.student.parameters()]
     f0 = [p.detach().clone() for p in m.model.parameters()]
-    m.training_step(_batch(m.model), stepper)
+    m.training_step({"source": _batch(m.model)}, stepper)
     assert any(not torch.equal(a, b) for a, b in zip(s0, m.student.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(f0, m.model.parameters()))
     ids_s = {id(p) for p in m.parameter_groups()["student"]}
@@ -113,15 +113,15 @@ def test_freeze_loss_is_ce_minus_lambda_kl_and_lambda_zero_is_erm():
         t = m.model(batch["video"][:, :, :1].expand_as(batch["video"]))
         ce = torch.nn.functional.cross_entropy(f, batch["label"])
         kl = kl_rows(f, t).mean()
-    out = m.training_step(batch, stepper)
+    out = m.training_step({"source": batch}, stepper)
     assert out["ce"] == pytest.approx(ce.item(), rel=1e-5) and out["kl"] == pytest.approx(kl.item(), rel=1e-4)
     assert out["loss"] == pytest.approx(ce.item() - 0.5 * kl.item(), rel=1e-4)
     # lam = 0: exactly the ERM update
     a, sa = _method("drl-freeze", lam=0.0)
     e, se = _method("erm")
     a.eval(), e.eval()
-    a.training_step(batch, sa)
-    e.training_step(batch, se)
+    a.training_step({"source": batch}, sa)
+    e.training_step({"source": batch}, se)
     for p, q in zip(a.model.parameters(), e.model.parameters()):
         torch.testing.assert_close(p, q)
 
@@ -132,7 +132,7 @@ def test_freeze_gradient_vanishes_when_model_is_static():
     batch = _batch(m.model)
     x = batch["video"][:, :, :1].expand_as(batch["video"]).contiguous()  # ...but on static clips they agree
     m.eval()
-    out = m.training_step({"video": x, "label": batch["label"]}, stepper)
+    out = m.training_step({"source": {"video": x, "label": batch["label"]}}, stepper)
     assert out["kl"] < 1e-10 and out["loss"] == pytest.approx(out["ce"], abs=1e-6)
 
 
@@ -167,7 +167,7 @@ def test_fine_tune_through_the_engine_checkpoints_the_student(tmp_path):
     res = train(TrainConfig(output=str(tmp_path / "drl"), method="drl-distill", init=erm,
                             hp={"student": "test_frame2d", "student_lr_mult": 2.0}, **base))
     ck = load_checkpoint(str(tmp_path / "drl" / "checkpoints" / "last.pt"))
-    assert ck["extra"]["student"] and set(ck["optimizers"]) == {"model", "student"}
+    assert ck["networks"]["student"] and set(ck["optimizers"]) == {"model", "student"}
     assert ck["optimizers"]["student"]["param_groups"][0]["initial_lr"] == pytest.approx(0.02)
     assert ck["config"]["init"] == erm and "train_kl_student" in res["final"]
     # an interruption after epoch 1 of 2 (no done marker): --resume restores and keeps training the student
@@ -176,8 +176,8 @@ def test_fine_tune_through_the_engine_checkpoints_the_student(tmp_path):
                       hp={"student": "test_frame2d", "student_lr_mult": 2.0}, **{**base, "epochs": 2}), resume=True)
     ck2 = load_checkpoint(str(tmp_path / "drl" / "checkpoints" / "last.pt"))
     assert ck2["epoch"] == 2
-    k = next(k for k, v in ck["extra"]["student"].items() if v.is_floating_point() and k.endswith("weight"))
-    assert not torch.equal(ck["extra"]["student"][k], ck2["extra"]["student"][k])
+    k = next(k for k, v in ck["networks"]["student"].items() if v.is_floating_point() and k.endswith("weight"))
+    assert not torch.equal(ck["networks"]["student"][k], ck2["networks"]["student"][k])
 
 
 @pytest.mark.slow

@@ -58,8 +58,11 @@ def test_quickstart_shows_the_shortcut_and_drl_raises_the_dynamic_score(tmp_path
 
 def test_two_stream(tmp_path):
     out = tmp_path / "ts"
-    r = run_recipe(RECIPES / "two_stream.sh", tmp_path, out, EPOCHS=1)
-    assert (out / "train_flow.h5").exists() and (out / "runs/flow/done").exists()
+    r = run_recipe(RECIPES / "two_stream.sh", tmp_path, out, EPOCHS=1)  # MODE=joint: --method two-stream
+    assert (out / "train_flow.h5").exists() and (out / "runs/two_stream/done").exists()
+    assert "domain animated" in r.stdout and "stream rgb" in r.stdout and "stream flow" in r.stdout
+    r = run_recipe(RECIPES / "two_stream.sh", tmp_path, out, EPOCHS=1, MODE="two-run")
+    assert (out / "runs/flow/done").exists()
     assert r.stdout.count("domain animated") == 3  # RGB, flow, fused
 
 

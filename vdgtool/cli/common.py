@@ -147,19 +147,10 @@ def _short(v):
 
 
 def resolve_device(name: str):
-    import torch
+    """See vdgtool.runtime.resolve_device (imported lazily: no torch import for --help)."""
+    from vdgtool.runtime import resolve_device as resolve
 
-    from vdgtool.errors import InputError
-
-    if name in ("auto", "", None):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"unknown device '{name}'", "use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {name} requested but CUDA is not available", "use --device cpu")
-    return dev
+    return resolve(name)
 
 
 def batch_job_options(what: str = "inputs"):

@@ -18,7 +18,10 @@ def _pct(v):
 @click.option("--clips", "num_clips", type=int, default=1, show_default=True, help="Test clips per video.")
 @click.option("--crops", "num_crops", type=click.Choice(["1", "3"]), default="1", show_default=True,
               help="Spatial crops per clip (3 = three-crop).")
-@click.option("--fuse", type=click.Path(), help="Second checkpoint for two-stream late fusion (e.g. the flow model).")
+@click.option("--flow", "flow_stores", multiple=True, type=click.Path(),
+              help="Flow store(s) paired by video key with --data, for RGB + flow checkpoints (e.g. two-stream): "
+                   "the method's own fused prediction, with each stream's accuracy beside it.")
+@click.option("--fuse", type=click.Path(), help="Second checkpoint for two-run late fusion (e.g. a separate flow model).")
 @click.option("--fuse-data", multiple=True, type=click.Path(),
               help="Stores for the --fuse model (e.g. the flow store of the same videos).")
 @click.option("--fusion", type=click.Choice(["softmax", "logits"]), default="softmax", show_default=True,
@@ -40,7 +43,7 @@ def _pct(v):
 @overwrite_option
 @seed_option
 @json_option
-def eval_cmd(ckpt, data, num_clips, num_crops, fuse, fuse_data, fusion, predictions, confusion, few_shot, ways,
+def eval_cmd(ckpt, data, num_clips, num_crops, flow_stores, fuse, fuse_data, fusion, predictions, confusion, few_shot, ways,
              shots, queries, episodes, episodes_file, batch_size, amp, workers, device, overwrite, seed, as_json):
     """Evaluate a checkpoint (or run directory: best.pt) on clip stores.
 
@@ -59,18 +62,20 @@ def eval_cmd(ckpt, data, num_clips, num_crops, fuse, fuse_data, fusion, predicti
     dev = resolve_device(device)
     if few_shot:
         return _few_shot(ckpt, data, ways, shots, queries, episodes, episodes_file, batch_size, workers, dev, amp,
-                         seed, as_json)
+                         seed, as_json, flow_stores)
     from vdgtool.evaluate.run import evaluate
 
     res = evaluate(ckpt, list(data), device=dev, num_clips=num_clips, num_crops=int(num_crops),
                    batch_size=batch_size, workers=workers, amp=amp, seed=seed, fuse=fuse,
                    fuse_data=list(fuse_data) or None, fusion=fusion, predictions=predictions, confusion=confusion,
-                   overwrite=overwrite)
+                   overwrite=overwrite, flow_stores=list(flow_stores) or None)
     if as_json:
         emit(res, True)
         return
     rows = [("all", res["n"], _pct(res["top1"]), _pct(res["top5"]), _pct(res["mean_class"]))]
     rows += [(f"domain {d}", m["n"], _pct(m["top1"]), None, _pct(m["mean_class"])) for d, m in res["per_domain"].items()]
+    for sname, sm in (res.get("streams") or {}).items():
+        rows.append((f"stream {sname}", res["n"], _pct(sm["top1"]), _pct(sm["top5"]), _pct(sm["mean_class"])))
     emit(res, False, rows, headers=("subset", "videos", "top1 %", "top5 %", "mean class %"))
     click.echo("")
     emit(res, False, [(c, m["n"], _pct(m["acc"])) for c, m in res["per_class"].items()],
@@ -81,16 +86,15 @@ def eval_cmd(ckpt, data, num_clips, num_crops, fuse, fuse_data, fusion, predicti
 
 
 def _few_shot(ckpt, data, ways, shots, queries, episodes, episodes_file, batch_size, workers, dev, amp, seed,
-              as_json):
+              as_json, flow_stores=()):
     import numpy as np
 
-    from vdgtool.data import build_dataset
     from vdgtool.evaluate.fewshot import few_shot
     from vdgtool.evaluate.predict import predict_dataset
-    from vdgtool.evaluate.run import load_model
+    from vdgtool.evaluate.run import _dataset, load_predictor
 
-    model, _, _ = load_model(ckpt, dev)
-    ds = build_dataset(list(data), model.input_spec, False, class_names=None, seed=seed)
+    model, _, _ = load_predictor(ckpt, dev)
+    ds = _dataset(list(data), model.input_specs(), None, 1, 1, seed, list(flow_stores))
     p = predict_dataset(model, ds, device=dev, batch_size=batch_size, workers=workers, amp=amp, features=True,
                         desc="features")
     results = []
@@ -114,6 +118,8 @@ def _few_shot(ckpt, data, ways, shots, queries, episodes, episodes_file, batch_s
 @click.option("--weights", type=click.Path(), help="Local weights for --model.")
 @click.option("--data", multiple=True, required=True, type=click.Path(), help="Clip store (repeatable).")
 @click.option("-o", "--output", required=True, type=click.Path(), help="Feature store to write.")
+@click.option("--flow", "flow_stores", multiple=True, type=click.Path(),
+              help="Flow store(s) paired by video key with --data, for RGB + flow checkpoints (features concatenated).")
 @click.option("--clips", "num_clips", type=int, default=1, show_default=True, help="Clips averaged per video.")
 @click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True,
               help="Stored precision (float16 halves the size at <=2.5e-4 relative error).")
@@ -124,7 +130,7 @@ def _few_shot(ckpt, data, ways, shots, queries, episodes, episodes_file, batch_s
 @overwrite_option
 @seed_option
 @json_option
-def features(ckpt, model_name, weights, data, output, num_clips, dtype, batch_size, amp, workers, device, overwrite,
+def features(ckpt, model_name, weights, data, output, flow_stores, num_clips, dtype, batch_size, amp, workers, device, overwrite,
              seed, as_json):
     """Extract pooled clip features of every video into a feature store, batched on the device.
 
@@ -137,7 +143,7 @@ def features(ckpt, model_name, weights, data, output, num_clips, dtype, batch_si
 
     res = extract_features(ckpt, list(data), output, model_name=model_name, weights=weights,
                            device=resolve_device(device), num_clips=num_clips, batch_size=batch_size, workers=workers,
-                           amp=amp, dtype=dtype, seed=seed, overwrite=overwrite)
+                           amp=amp, dtype=dtype, seed=seed, overwrite=overwrite, flow_stores=list(flow_stores) or None)
     emit(res, as_json)
 
 

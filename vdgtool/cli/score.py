@@ -11,6 +11,9 @@ from vdgtool.cli.common import device_option, emit, json_option, workers_option
 @click.argument("checkpoint", required=False, type=click.Path())
 @click.option("--data", multiple=True, required=True, type=click.Path(),
               help="Clip store(s) to score (repeatable; classes aligned by the checkpoint's class names).")
+@click.option("--flow", "flow_stores", multiple=True, type=click.Path(),
+              help="Flow store(s) paired by video key with --data, for RGB + flow checkpoints (every input clip is "
+                   "perturbed alike; the fused prediction is scored).")
 @click.option("--method", type=click.Choice(["freeze", "shuffle", "distill"]), default="freeze", show_default=True,
               help="freeze / shuffle: training-free KL(f(x)||f(x~)) (Eq. 4); distill: KL to a spatial student (Eq. 2).")
 @click.option("--frame", type=click.Choice(["first", "middle", "random"]), default="middle", show_default=True,
@@ -41,7 +44,7 @@ from vdgtool.cli.common import device_option, emit, json_option, workers_option
 @device_option
 @workers_option
 @json_option
-def score(checkpoint, data, method, frame, permute, target, student, student_pretrained, student_epochs, student_lr,
+def score(checkpoint, data, flow_stores, method, frame, permute, target, student, student_pretrained, student_epochs, student_lr,
           student_wd, holdout, heldout_stores, num_clips, batch_size, per_class, per_clip, amp, seed, device, workers,
           as_json):
     """Dynamic score of a video model (CKPT: checkpoint file or run dir) on clip stores.
@@ -71,7 +74,7 @@ def score(checkpoint, data, method, frame, permute, target, student, student_pre
                         batch_size=batch_size, workers=workers, num_clips=num_clips, seed=seed, student=student,
                         frame=frame, permute=permute, target=target, amp=amp, holdout=holdout,
                         student_pretrained=student_pretrained, epochs=student_epochs, lr=student_lr,
-                        weight_decay=student_wd)
+                        weight_decay=student_wd, flow_stores=list(flow_stores))
     if not per_clip:
         res.pop("per_clip", None)
     if as_json:

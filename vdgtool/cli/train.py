@@ -1,17 +1,17 @@
-"""vdgtool train."""
+"""vdgtool train. Its options are generated from TrainConfig's fields (one source of truth)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+
 import click
 
-from vdgtool.cli.common import device_option, emit, json_option, overwrite_option, resume_option
+from vdgtool.cli.common import emit, json_option, overwrite_option, resume_option
+from vdgtool.train.config import TrainConfig
 
-# CLI flag -> TrainConfig field, for merging with --config (flags given explicitly win)
-_FIELDS = ("data", "val", "output", "train_domains", "classes_file", "model", "pretrained", "weights", "init",
-           "freeze_backbone", "freeze_bn", "linear_probe", "method", "epochs", "batch_size", "lr", "optimizer",
-           "momentum", "weight_decay", "schedule", "warmup_epochs", "milestones", "gamma", "clip_grad",
-           "num_frames", "size", "frame_interval", "scale_min", "flip", "color_jitter", "val_clips", "workers",
-           "seed", "device", "amp", "max_steps_per_epoch", "save_every")
+_PAIRS = ("model_kwargs", "flow_model_kwargs", "hp")  # NAME=VALUE options
 
 
 def _parse_kv(pairs, what):
@@ -22,6 +22,8 @@ def _parse_kv(pairs, what):
         if "=" not in p:
             raise ConfigError(f"{what} '{p}' is not NAME=VALUE", f"write e.g. {what} lam=0.5")
         k, v = p.split("=", 1)
+        if not k.strip():
+            raise ConfigError(f"{what} '{p}' has no name", f"write e.g. {what} lam=0.5")
         out[k.strip().replace("-", "_")] = _auto(v.strip())
     return out
 
@@ -35,6 +37,54 @@ def _auto(v: str):
     if v.lower() in ("true", "false"):
         return v.lower() == "true"
     return v
+
+
+def _milestones(value):
+    from vdgtool.errors import ConfigError
+
+    try:
+        return [int(m) for m in value.split(",") if m.strip()]
+    except ValueError:
+        raise ConfigError(f"--milestones {value!r} is not a comma-separated list of epochs", "e.g. --milestones 20,40") \
+            from None
+
+
+def _click_type(f: dataclasses.Field):
+    m, t = f.metadata, str(f.type)
+    if m.get("choices"):
+        return click.Choice([str(c) for c in m["choices"]])
+    if f.name == "milestones":
+        return str
+    if t.startswith("int") or t.startswith("list[int"):
+        return click.IntRange(min=m.get("min"), max=m.get("max"), min_open=m.get("min_open", False))
+    if t.startswith("float"):
+        return click.FloatRange(min=m.get("min"), max=m.get("max"), min_open=m.get("min_open", False))
+    if m.get("path"):
+        return click.Path()
+    return str
+
+
+def config_options(f):
+    """One click option per TrainConfig field (help, choices and ranges from the field metadata)."""
+    fields = [x for x in dataclasses.fields(TrainConfig) if not x.metadata.get("hidden")]
+    for fld in reversed(fields):
+        m, t = fld.metadata, str(fld.type)
+        decls = (m.get("cli") or f"--{fld.name.replace('_', '-')}").split("/")
+        help_ = m.get("help", "")
+        if t.startswith("bool"):
+            flag = m.get("flag")
+            if flag:  # e.g. --no-flip stores False
+                f = click.option(flag, fld.name, flag_value=not fld.default, default=None, help=help_)(f)
+            else:
+                f = click.option(*decls, fld.name, is_flag=True, default=None, help=help_)(f)
+        elif t.startswith("list") and fld.name != "milestones" or fld.name in _PAIRS:
+            f = click.option(*decls, fld.name, multiple=True, type=_click_type(fld) if fld.name not in _PAIRS else str,
+                             help=help_)(f)
+        else:
+            default = fld.default if fld.default is not dataclasses.MISSING else None
+            show = f"  [default: {default}]" if default not in (None, "", dataclasses.MISSING) else ""
+            f = click.option(*decls, fld.name, type=_click_type(fld), default=None, help=help_ + show)(f)
+    return f
 
 
 def _list_models(as_json):
@@ -55,110 +105,113 @@ def _list_models(as_json):
 
 
 def _list_methods(as_json):
+    import textwrap
+
     from vdgtool.methods import get_method, list_methods
 
     rows = []
     for n in list_methods():
         cls = get_method(n)
-        rows.append({"name": n, "description": cls.description,
-                     "hparams": {k: v.default for k, v in cls.HPARAMS.items()}})
-    emit(rows, as_json, [(r["name"], r["description"], ", ".join(f"{k}={v}" for k, v in r["hparams"].items()))
-                         for r in rows], headers=("method", "description", "hyper-parameters (--hp NAME=VALUE)"))
+        rows.append({"name": n, "description": cls.description, "networks": dict(cls.NETWORKS),
+                     "inputs": list(cls.INPUTS),
+                     "hparams": {k: {"default": v.default, "help": v.help, "choices": v.choices, "min": v.min,
+                                     "max": v.max, "unit": v.unit} for k, v in cls.HPARAMS.items()}})
+    if as_json:
+        emit(rows, True)
+        return
+    for r in rows:  # one block per method, narrow enough for a terminal
+        click.echo(r["name"])
+        for line in textwrap.wrap(r["description"], 96):
+            click.echo(f"  {line}")
+        for k, h in r["hparams"].items():
+            extra = f" (one of {', '.join(map(str, h['choices']))})" if h["choices"] else ""
+            unit = f" [{h['unit']}]" if h["unit"] else ""
+            click.echo(f"    --hp {k}={h['default']}{unit}")
+            for line in textwrap.wrap(h["help"] + extra, 88):
+                click.echo(f"        {line}")
+        click.echo("")
+
+
+def resolve_config(ctx, kw: dict, config_file: str | None, resume: bool) -> TrainConfig:
+    """Merge, lowest first: a resumed run's config.json, a --config file, the flags given explicitly."""
+    from vdgtool.errors import ConfigError
+    from vdgtool.train.config import load_config_file
+
+    base: dict = {}
+    out = kw.get("output")
+    recorded = os.path.join(out, "config.json") if out else None
+    if resume and recorded and os.path.exists(recorded):
+        with open(recorded) as f:
+            saved = json.load(f)
+        names = {x.name for x in dataclasses.fields(TrainConfig)}
+        base.update({k: v for k, v in saved.items() if k in names})
+    if config_file:
+        base.update(load_config_file(config_file))
+    given = {}
+    for name, val in kw.items():
+        if val is None or (isinstance(val, tuple) and not val):
+            continue
+        if name == "milestones":
+            val = _milestones(val)
+        elif name in ("model_kwargs", "flow_model_kwargs"):
+            val = {**base.get(name, {}), **_parse_kv(val, "--" + name.replace("_kwargs", "-arg").replace("_", "-"))}
+        elif name == "hp":
+            val = {**base.get(name, {}), **_parse_kv(val, "--hp")}
+        elif isinstance(val, tuple):
+            val = list(val)
+        given[name] = val
+    if resume and base and recorded and os.path.exists(recorded):
+        # a flag that changes what the resumed run computes is refused here (the engine re-checks)
+        from vdgtool.train.config import RECORDED_CHANGES, RESUMABLE_CHANGES
+
+        probe = TrainConfig.from_dict({**base, **given}).resolve_paths().to_dict()
+        saved_cfg = TrainConfig.from_dict(base).resolve_paths().to_dict()
+        for k in given:
+            if k not in RESUMABLE_CHANGES + RECORDED_CHANGES and probe.get(k) != saved_cfg.get(k):
+                raise ConfigError(f"--resume with a changed option {k}: the run was started with {saved_cfg.get(k)!r}, "
+                                  f"now {probe.get(k)!r}",
+                                  "drop the option to continue the run as started, or pass --overwrite to start again")
+    base.update(given)
+    if not base.get("output"):
+        raise ConfigError("no run directory given", "pass -o RUN_DIR")
+    return TrainConfig.from_dict(base)
 
 
 @click.command("train")
-@click.option("--data", multiple=True, type=click.Path(), help="Training clip store (repeatable; classes aligned by name).")
-@click.option("--val", multiple=True, type=click.Path(),
-              help="Validation store (repeatable). The first is the source validation set used to pick best.pt.")
-@click.option("-o", "--output", type=click.Path(), help="Run directory.")
-@click.option("--model", default=None, help="Model name (see --list-models); default test_c3d.")
-@click.option("--model-arg", multiple=True, help="Model keyword NAME=VALUE, e.g. backbone=resnet50 (repeatable).")
-@click.option("--method", default=None, help="Training method (see --list-methods); default erm.")
-@click.option("--hp", multiple=True, help="Method hyper-parameter NAME=VALUE (repeatable), e.g. --hp lam=0.5.")
+@config_options
 @click.option("--config", "config_file", type=click.Path(), help="JSON/TOML file of options (flags override it).")
-@click.option("--domain", "train_domains", multiple=True, help="Train only on videos of this domain (repeatable).")
-@click.option("--classes", "classes_file", type=click.Path(), help="Class list file fixing the label space.")
-@click.option("--pretrained", is_flag=True, default=None, help="Start from the model's published weights (internet).")
-@click.option("--weights", type=click.Path(), help="Local weights file for the model (loaded weights_only).")
-@click.option("--init", type=click.Path(), help="Fine-tune from this checkpoint (classifier kept if classes match).")
-@click.option("--freeze-backbone", is_flag=True, default=None, help="Train only the classifier (and method heads).")
-@click.option("--freeze-bn", is_flag=True, default=None, help="Keep BatchNorm statistics and affine parameters fixed.")
-@click.option("--linear-probe", is_flag=True, default=None,
-              help="Linear probe: frozen backbone and BN, re-initialised classifier.")
-@click.option("--epochs", type=int)
-@click.option("--batch-size", type=int)
-@click.option("--lr", type=float)
-@click.option("--optimizer", type=click.Choice(["sgd", "adamw", "adam"]))
-@click.option("--momentum", type=float)
-@click.option("--weight-decay", type=float)
-@click.option("--schedule", type=click.Choice(["cosine", "step", "constant"]))
-@click.option("--warmup-epochs", type=float)
-@click.option("--milestones", type=str, help="Epochs where the step schedule multiplies lr by --gamma, e.g. 20,40.")
-@click.option("--gamma", type=float)
-@click.option("--clip-grad", type=float, help="Clip the gradient norm to this value.")
-@click.option("--num-frames", type=int, help="Override the model's clip length / number of segments.")
-@click.option("--size", type=int, help="Override the model's crop size.")
-@click.option("--frame-interval", type=int, help="Override the dense sampler's frame interval.")
-@click.option("--scale-min", type=float, help="Lower bound of the random-resized-crop scale.")
-@click.option("--no-flip", "flip", flag_value=False, default=None, help="No horizontal flips.")
-@click.option("--color-jitter", type=float)
-@click.option("--val-clips", type=int, help="Test clips per validation video.")
-@click.option("--workers", "-j", type=int, help="DataLoader worker processes.")
-@click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), help="Mixed precision on CUDA.")
-@click.option("--max-steps-per-epoch", type=int, help="Cap steps per epoch (quick experiments).")
-@click.option("--save-every", type=int, help="Also keep a checkpoint every N epochs.")
 @click.option("--list-models", is_flag=True, help="List registered models and exit.")
 @click.option("--list-methods", is_flag=True, help="List registered methods and their hyper-parameters and exit.")
-@device_option
 @resume_option
 @overwrite_option
-@click.option("--seed", type=int, default=None, help="Random seed (recorded in the run).  [default: 0]")
 @json_option
 @click.pass_context
-def train(ctx, list_models, list_methods, config_file, model_arg, hp, milestones, resume, overwrite, as_json,
-          **kw):
+def train(ctx, list_models, list_methods, config_file, resume, overwrite, as_json, **kw):
     """Train a video model with a registered method; writes a run directory.
 
-    RUN_DIR gets config.json, results.jsonl, metrics.csv, checkpoints/{last,best}.pt (loadable with
-    weights_only=True) and a `done` marker. Multi-GPU: `torchrun --nproc-per-node 4 -m vdgtool train ...`.
-    SIGTERM/SIGUSR1 (SLURM pre-emption) checkpoint and stop; `--resume` continues exactly.
+    RUN_DIR gets config.json, results.jsonl (epoch lines and method events), metrics.csv,
+    checkpoints/{last,best}.pt (loadable with weights_only=True) and a `done` marker.
+    Data streams: --data (labelled source), --target (unlabelled target; labels never read), --flow /
+    --target-flow / --val-flow (flow stores paired by video key for RGB + flow methods), --pool +
+    --pseudo (selected pseudo-labelled rows). Multi-GPU: `torchrun --nproc-per-node 4 -m vdgtool train ...`.
+    SIGTERM/SIGUSR1 (SLURM pre-emption) checkpoint and stop; `vdgtool train --resume -o RUN` continues
+    exactly, with the options the run was started with.
 
     \b
     Examples:
       vdgtool train --data real.h5 --val real_val.h5 --model r2plus1d_18 --method erm -o runs/erm
-      vdgtool train --data k400.h5 --model i3d --init base.pt --method drl-freeze --hp lam=0.5 -o runs/drl
-      vdgtool train --list-models
+      vdgtool train --data real.h5 --target anim_pool.h5 --val real_val.h5 --method dann --hp lam=0.1 -o runs/dann
+      vdgtool train --data clips.h5 --flow flow.h5 --val val.h5 --val-flow val_flow.h5 --method two-stream \\
+        --model i3d --weights rgb_imagenet.pt --flow-weights flow_imagenet.pt -o runs/two_stream
+      vdgtool train --list-methods
     """
-    from vdgtool.train.config import TrainConfig, load_config_file
     from vdgtool.train.engine import train as run
 
     if list_models:
         return _list_models(as_json)
     if list_methods:
         return _list_methods(as_json)
-    base = load_config_file(config_file) if config_file else {}
-    src = ctx.get_parameter_source
-    for name in _FIELDS:
-        if name in ("milestones",):
-            continue
-        val = kw.get(name)
-        if isinstance(val, tuple):
-            if val:
-                base[name] = list(val)
-            continue
-        if val is not None and (src(name) is None or src(name).name != "DEFAULT" or name not in base):
-            base[name] = val
-    if milestones:
-        base["milestones"] = [int(m) for m in milestones.split(",") if m]
-    if model_arg:
-        base["model_kwargs"] = {**base.get("model_kwargs", {}), **_parse_kv(model_arg, "--model-arg")}
-    if hp:
-        base["hp"] = {**base.get("hp", {}), **_parse_kv(hp, "--hp")}
-    if not base.get("output"):
-        from vdgtool.errors import ConfigError
-
-        raise ConfigError("no run directory given", "pass -o RUN_DIR")
-    cfg = TrainConfig.from_dict(base)
+    cfg = resolve_config(ctx, kw, config_file, resume)
     summary = run(cfg, resume=resume, overwrite=overwrite)
     if summary.get("rank", 0) != 0:
         return  # under torchrun only rank 0 reports
@@ -172,6 +225,8 @@ def train(ctx, list_models, list_methods, config_file, model_arg, hp, milestones
             ("train acc", r4(final.get("train_acc")))]
     for name, m in (final.get("val") or {}).items():
         rows.append((f"val {name} top1", r4(m["top1"])))
+        for sname, sm in (m.get("streams") or {}).items():
+            rows.append((f"val {name} top1 ({sname})", r4(sm["top1"])))
     if summary.get("best_val_top1") is not None:
         rows.append(("best val top1 (best.pt)", r4(summary["best_val_top1"])))
     emit(summary, as_json, rows)

@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from vdgtool.errors import ConfigError, ConventionMismatch, StoreError
+from vdgtool.errors import ConfigError, ConventionMismatch, InputError, StoreError
 from vdgtool.stores import TableStore, VideoStore
 from vdgtool.utils.seed import derive_seed
 
@@ -146,6 +146,26 @@ class ViewContext:
         return _apply(tf, frames, rng if rng is not None else self.rng, self.conventions)
 
 
+PAIRED_CROPS = ("shared", "independent")
+
+
+def _frame_size(store: VideoStore, row: int) -> tuple[int, int] | None:
+    h, w = store.meta.get("height"), store.meta.get("width")
+    if h is None or w is None or row >= len(h):
+        return None
+    return int(h[row]), int(w[row])
+
+
+def _clips(transform, frames: np.ndarray, rng: np.random.Generator, conventions: dict) -> torch.Tensor:
+    """frames (num_clips, T, H, W, C) -> one clip tensor, or (views, C, T, h, w) for several clips/crops."""
+    if frames.shape[0] == 1:
+        return _apply(transform, frames[0], rng, conventions)
+    if hasattr(transform, "many"):  # multi-clip views written once into one tensor
+        return transform.many(frames, rng, conventions=conventions)
+    clips = [_apply(transform, frames[c], rng, conventions) for c in range(frames.shape[0])]
+    return torch.cat([c if c.ndim == 5 else c[None] for c in clips])
+
+
 def _takes_conventions(transform) -> bool:
     try:
         params = inspect.signature(transform).parameters
@@ -175,7 +195,9 @@ class ClipDataset(torch.utils.data.Dataset):
     def __init__(self, stores: Sequence[str] | str, *, class_names: Sequence[str] | None = None,
                  sampler: Callable, transform: Callable, train: bool, seed: int = 0,
                  domains: Sequence[str] | None = None, views: dict[str, Callable] | None = None,
-                 labels_from: str | Sequence[str | None] | None = None, min_confidence: float = 0.0):
+                 labels_from: str | Sequence[str | None] | None = None, min_confidence: float = 0.0,
+                 hide_labels: bool = False, pl_weight: float = 1.0, flow_stores: Sequence[str] | None = None,
+                 flow_transform: Callable | None = None, paired_crop: str = "shared"):
         if isinstance(stores, (str, os.PathLike, VideoStore)):
             stores = [stores]
         if not stores:
@@ -191,8 +213,18 @@ class ClipDataset(torch.utils.data.Dataset):
         self.seed = int(seed)
         self.epoch = 0
         self.views = dict(views or {})
+        self.hide_labels = bool(hide_labels)
+        self.pl_weight = float(pl_weight)
+        if paired_crop not in PAIRED_CROPS:
+            raise ConfigError(f"unknown paired crop '{paired_crop}'", f"use one of {', '.join(PAIRED_CROPS)}")
+        self.paired_crop = paired_crop
+        self.flow_transform = flow_transform
+        self.paired = bool(flow_stores)
+        if self.paired and flow_transform is None:
+            raise ConfigError("paired flow stores need a flow transform", "pass flow_transform=")
         for name in self.views:
-            if name in ("video", "label", "domain", "index", "store", "row", "key"):
+            if name in ("video", "rgb", "flow", "label", "domain", "index", "store", "row", "key", "pseudo",
+                        "weight"):
                 raise ConfigError(f"view name '{name}' clashes with an item field", "rename the view")
         self._check_modality()
         if min_confidence and not labels_from:
@@ -230,7 +262,9 @@ class ClipDataset(torch.utils.data.Dataset):
         self.num_dropped = 0
         for si, (s, mp, pl) in enumerate(zip(self.stores, maps, pl_paths)):
             n = len(s)
-            lab = _map_labels(s.meta["label"], mp, s.path)
+            # the labels of a hidden (target) store or of a pseudo-labelled pool are never read
+            lab = (np.full(n, -1, dtype=np.int64) if (self.hide_labels or pl)
+                   else _map_labels(s.meta["label"], mp, s.path))
             dom = np.array([dpos.get(s.domains[d], -1) if 0 <= d < len(s.domains) else -1
                             for d in s.meta["domain"].tolist()], dtype=np.int64)
             keep = np.ones(n, dtype=bool)
@@ -248,6 +282,9 @@ class ClipDataset(torch.utils.data.Dataset):
                         if conf < min_confidence:
                             keep[r] = False
                             self.num_dropped += 1
+                    else:  # not selected: dropped, never trained on with its own (ground-truth) label
+                        keep[r] = False
+                        self.num_dropped += 1
             sel = np.flatnonzero(keep)
             store_idx.append(np.full(len(sel), si, dtype=np.int64))
             rows.append(sel)
@@ -263,6 +300,10 @@ class ClipDataset(torch.utils.data.Dataset):
         self.num_frames = np.concatenate(nframes)
         self.keys = np.concatenate(keys)
         self.pseudo = np.concatenate(pseudo)
+        self.has_pseudo = any(bool(p) for p in pl_paths)
+        if self.hide_labels:
+            self.labels[:] = -1
+        self.flow_index = self._pair_flow(list(flow_stores)) if self.paired else None
 
     # -- checks ------------------------------------------------------------------------------------
     def _labels_from_per_store(self, labels_from) -> list[str | None]:
@@ -273,6 +314,39 @@ class ClipDataset(torch.utils.data.Dataset):
             raise ConfigError(f"labels_from has {len(lf)} entries for {len(self.stores)} stores",
                               "give one predictions store (or None) per store, or a single one for all")
         return lf
+
+    def _pair_flow(self, flow_stores: list) -> np.ndarray:
+        """(store, row, fields) in the flow stores of every item, by video key; a missing key is refused."""
+        self.flow_stores = [s if isinstance(s, VideoStore) else VideoStore(os.fspath(s)) for s in flow_stores]
+        where: dict[str, tuple[int, int, int]] = {}
+        for fi, fs in enumerate(self.flow_stores):
+            fs.close()
+            if not (fs.kind == "flow" or fs.conventions.get("kind") == "flow"):
+                raise ConventionMismatch(f"{fs.path} is a {fs.kind} store, not a flow store",
+                                         "pair clips with the flow store written by vdgtool flow")
+            nf = np.asarray(fs.meta["num_frames"], dtype=np.int64)
+            for r, k in enumerate(fs.meta["key"].tolist()):
+                if k in where:
+                    raise StoreError(f"video '{k}' is in two flow stores ({self.flow_stores[where[k][0]].path} "
+                                     f"and {fs.path})", "pair each clip store with the flow of its own videos")
+                where[k] = (fi, r, int(nf[r]))
+        missing = [k for k in self.keys.tolist() if k not in where]
+        if missing:
+            raise InputError(f"{len(missing)} of {len(self.keys)} videos have no flow in "
+                             f"{', '.join(s.path for s in self.flow_stores)}; the first is '{missing[0]}'",
+                             "compute their flow (vdgtool flow CLIPS -o FLOW.h5) or pass the flow store of "
+                             "these videos")
+        idx = np.array([where[k] for k in self.keys.tolist()], dtype=np.int64).reshape(-1, 3)
+        if self.paired_crop == "shared":  # one crop for both clips needs frames of one size
+            for i in range(len(idx)):
+                a = _frame_size(self.stores[int(self.store_index[i])], int(self.rows[i]))
+                b = _frame_size(self.flow_stores[int(idx[i, 0])], int(idx[i, 1]))
+                if a and b and a != b:
+                    raise ConventionMismatch(
+                        f"video '{self.keys[i]}' has frames of {a[0]}x{a[1]} but its flow {b[0]}x{b[1]}: one "
+                        "shared crop cannot cover both", "compute the flow from the same clip store, or pass "
+                        "--paired-crop independent")
+        return idx
 
     def _check_modality(self) -> None:
         want = getattr(self.transform, "modality", None)
@@ -313,26 +387,38 @@ class ClipDataset(torch.utils.data.Dataset):
         store = self.stores[si]
         rng = self.item_rng(i, epoch)
         n = int(self.num_frames[i])
+        if self.paired:  # flow field j is the motion from frame j to j+1: sample where both exist
+            fsi, frow, nflow = (int(v) for v in self.flow_index[i])
+            n = min(n, nflow)
         idx = np.asarray(self.sampler(n, rng, self.train), dtype=np.int64)
         if idx.ndim == 1:
             idx = idx[None]
         raw = store.read(row, idx.reshape(-1))
         frames = raw.reshape(idx.shape + raw.shape[1:])
-        if idx.shape[0] == 1:
-            video = _apply(self.transform, frames[0], rng, store.conventions)
-        elif hasattr(self.transform, "many"):  # multi-clip views written once into one tensor
-            video = self.transform.many(frames, rng, conventions=store.conventions)
+        base = {"label": int(self.labels[i]), "domain": int(self.domain_ids[i]), "index": i, "store": si,
+                "row": row, "key": str(self.keys[i])}
+        if not self.paired:
+            video = _clips(self.transform, frames, rng, store.conventions)
+            item = {"video": video, **base}
         else:
-            clips = [_apply(self.transform, frames[c], rng, store.conventions) for c in range(idx.shape[0])]
-            video = torch.cat([c if c.ndim == 5 else c[None] for c in clips])
-        item = {"video": video, "label": int(self.labels[i]), "domain": int(self.domain_ids[i]), "index": i,
-                "store": si, "row": row, "key": str(self.keys[i])}
+            fstore = self.flow_stores[fsi]
+            fraw = fstore.read(frow, idx.reshape(-1))
+            fframes = fraw.reshape(idx.shape + fraw.shape[1:])
+            s_rgb = int(rng.integers(2**63))
+            s_flow = s_rgb if self.paired_crop == "shared" else int(rng.integers(2**63))
+            video = _clips(self.transform, frames, np.random.default_rng(s_rgb), store.conventions)
+            flow = _clips(self.flow_transform, fframes, np.random.default_rng(s_flow), fstore.conventions)
+            item = {"rgb": video, "flow": flow, **base}
+        if self.has_pseudo:
+            p = bool(self.pseudo[i])
+            item["pseudo"] = int(p)
+            item["weight"] = self.pl_weight if p else 1.0
         if self.views:
             cache = dict(zip(idx.reshape(-1).tolist(), raw))
             for name, fn in self.views.items():
                 ctx = ViewContext(self, store, si, row, i, item["key"], n, item["label"],
                                   self.item_rng(i, epoch, name), self.sampler, self.transform, self.train, epoch,
-                                  idx, frames, store.conventions, video, cache)
+                                  idx, frames, store.conventions, video, cache)  # video: the RGB clip
                 item[name] = fn(ctx)
         return item
 
@@ -343,13 +429,16 @@ class ClipDataset(torch.utils.data.Dataset):
 
 def build_dataset(stores, spec: Any, train: bool, *, class_names: Sequence[str] | None = None, num_clips: int = 1,
                   num_crops: int = 1, sampler_options: dict | None = None, transform_options: dict | None = None,
-                  **kw) -> ClipDataset:
+                  flow_stores: Sequence[str] | None = None, flow_spec: Any = None, **kw) -> ClipDataset:
     """ClipDataset with the sampler and transform a model's input spec asks for.
 
     ``transform_options`` go to :func:`vdgtool.augment.build_transform` (scale, flip, color_jitter,
     policy); ``sampler_options`` to the sampler factory (e.g. out_of_bound); ``kw`` to
     :class:`ClipDataset`. ``views`` may also name built-in views: ``["pace"]`` or
-    ``{"pace": {"paces": [1, 2]}}`` (see vdgtool.data.views).
+    ``{"pace": {"paces": [1, 2]}}`` (see vdgtool.data.views). ``flow_stores`` + ``flow_spec`` pair every
+    clip with its flow by video key (items then hold ``rgb`` and ``flow`` instead of ``video``); the
+    flow clip is sampled at the same positions and transformed with the flow network's spec (no colour
+    ops; the same crop and flip unless ``paired_crop="independent"``).
     """
     from vdgtool.augment import build_transform
     from vdgtool.data.samplers import build_sampler
@@ -361,8 +450,35 @@ def build_dataset(stores, spec: Any, train: bool, *, class_names: Sequence[str] 
         views = build_views(views)  # names / {name: options} of the built-in views
     sampler = build_sampler(spec, train, num_clips=num_clips, **(sampler_options or {}))
     transform = build_transform(spec, train, num_crops=num_crops, **(transform_options or {}))
+    flow_transform = None
+    if flow_stores:
+        if flow_spec is None:
+            raise ConfigError("flow stores given without the flow network's input spec", "pass flow_spec=")
+        from vdgtool.data.spec import spec_get
+
+        if int(spec_get(flow_spec, "num_frames")) != int(spec_get(spec, "num_frames")):
+            raise ConfigError(f"the flow network takes {spec_get(flow_spec, 'num_frames')} frames but the RGB network "
+                              f"{spec_get(spec, 'num_frames')}: paired clips are sampled at the same positions",
+                              "give both networks the same clip length (--num-frames, --flow-model-arg num_frames=)")
+        fopts = {k: v for k, v in (transform_options or {}).items() if k in ("scale", "flip")}
+        flow_transform = build_transform(flow_spec, train, num_crops=num_crops, **fopts)
     return ClipDataset(stores, class_names=class_names, sampler=sampler, transform=transform, train=train,
-                       views=views, **kw)
+                       views=views, flow_stores=flow_stores, flow_transform=flow_transform, **kw)
+
+
+def build_for_inputs(stores, specs: dict, train: bool, *, flow_stores: Sequence[str] | None = None,
+                     **kw) -> ClipDataset:
+    """The dataset a method's inputs ask for: ``specs`` is ``{"video": spec}`` or ``{"rgb": spec,
+    "flow": flow_spec}`` (:meth:`Method.input_specs`); paired inputs need ``flow_stores``."""
+    if "flow" in specs and "rgb" in specs:
+        if not flow_stores:
+            raise ConfigError("this model reads RGB and flow clips but no flow store was paired with the clips",
+                              "pass the flow store of the same videos with --flow (--val-flow, --target-flow)")
+        return build_dataset(stores, specs["rgb"], train, flow_stores=flow_stores, flow_spec=specs["flow"], **kw)
+    if len(specs) != 1:
+        raise ConfigError(f"cannot build a dataset for inputs {sorted(specs)}", "use video, or rgb + flow")
+    kw.pop("paired_crop", None)
+    return build_dataset(stores, next(iter(specs.values())), train, **kw)
 
 
 def collate_views(batch: list[dict]) -> dict:

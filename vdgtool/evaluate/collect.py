@@ -30,6 +30,7 @@ def read_run(run_dir: str) -> dict:
         cfg = json.load(f)
     with open(res) as f:
         hist = [json.loads(line) for line in f if line.strip()]
+    hist = [h for h in hist if "event" not in h]  # method events (augmentation added, bank rebuilt, ...)
     if not hist:
         raise InputError(f"{run_dir} has no finished epoch", "wait for the run or resume it")
     return {"dir": run_dir, "config": cfg, "history": hist, "done": os.path.exists(os.path.join(run_dir, "done"))}

@@ -114,87 +114,8 @@ def perturb(x: torch.Tensor, method: str, *, frame: str = "middle", permute: str
     raise ConfigError(f"unknown perturbation {method!r}", "use freeze or shuffle")
 
 
-# -- the spatial student ----------------------------------------------------------------------------
-class PerFrame2D(nn.Module):
-    """A timm 2D network applied to every frame; logits averaged over frames (a purely spatial model).
-
-    Used for ``student="timm:NAME"``; registry models (``frame2d:BACKBONE``, ``test_frame2d``) are
-    used as they are.
-    """
-
-    def __init__(self, timm_name: str, num_classes: int, in_chans: int = 3, pretrained: bool = False):
-        super().__init__()
-        import timm
-
-        try:
-            self.net = timm.create_model(timm_name, pretrained=pretrained, num_classes=num_classes,
-                                         in_chans=in_chans)
-        except RuntimeError as exc:  # unknown timm model
-            raise ConfigError(f"timm has no model {timm_name!r} ({' '.join(str(exc).split())[:80]})",
-                              "pick one of timm.list_models()") from None
-        self.num_classes = num_classes
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, t, h, w = x.shape
-        frames = x.transpose(1, 2).reshape(b * t, c, h, w)
-        return self.net(frames).view(b, t, -1).mean(1)
-
-
-class SpatialStudent(nn.Module):
-    """Wraps a per-frame model; re-normalises the video model's input to the student's convention."""
-
-    def __init__(self, net: nn.Module, in_mean=None, in_std=None, own_mean=None, own_std=None):
-        super().__init__()
-        self.net = net
-        renorm = (in_mean is not None and own_mean is not None
-                  and (tuple(in_mean) != tuple(own_mean) or tuple(in_std) != tuple(own_std)))
-        self.renorm = bool(renorm)
-        if self.renorm:
-            shape = (1, -1, 1, 1, 1)
-            self.register_buffer("in_mean", torch.tensor(in_mean, dtype=torch.float32).view(shape), persistent=False)
-            self.register_buffer("in_std", torch.tensor(in_std, dtype=torch.float32).view(shape), persistent=False)
-            self.register_buffer("own_mean", torch.tensor(own_mean, dtype=torch.float32).view(shape), persistent=False)
-            self.register_buffer("own_std", torch.tensor(own_std, dtype=torch.float32).view(shape), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.renorm:
-            x = ((x * self.in_std + self.in_mean) - self.own_mean) / self.own_std
-        return self.net(x)
-
-
-def default_student() -> str:
-    """``frame2d:resnet18`` when the registry has ``frame2d``, else ``timm:resnet18``."""
-    from vdgtool.models import list_models
-
-    return "frame2d:resnet18" if "frame2d" in list_models() else "timm:resnet18"
-
-
-def build_spatial_student(name: str | None, num_classes: int, spec: Any, pretrained: bool = False) -> SpatialStudent:
-    """A purely spatial student for a video model with input spec ``spec`` (InputSpec or dict).
-
-    ``name``: a registry model (``frame2d:resnet50``, ``test_frame2d``) or ``timm:NAME`` (any timm 2D
-    network per frame, logits averaged). ``None`` picks :func:`default_student`.
-    """
-    from vdgtool.data.spec import spec_get
-
-    name = name or default_student()
-    mean, std = tuple(spec_get(spec, "mean")), tuple(spec_get(spec, "std"))
-    if name.startswith("timm:"):
-        net = PerFrame2D(name.split(":", 1)[1], num_classes, in_chans=len(mean), pretrained=pretrained)
-        return SpatialStudent(net)
-    from vdgtool.models import create_model, model_info
-
-    base = name.split(":", 1)[0]
-    fam = model_info(base).get("family", "")
-    if fam not in ("frame2d", "2d", "image") and not base.startswith(("frame2d", "test_frame2d")):
-        log.warning("student %s (family %s) is not a per-frame 2D model: its score is not a spatial baseline",
-                    name, fam)
-    net = create_model(name, num_classes=num_classes, pretrained=pretrained, in_channels=len(mean),
-                       num_frames=int(spec_get(spec, "num_frames")), size=int(spec_get(spec, "size")))
-    own = getattr(net, "input_spec", None)
-    if own is not None:
-        return SpatialStudent(net, mean, std, tuple(own.mean), tuple(own.std))
-    return SpatialStudent(net)
+# -- the spatial student (vdgtool.models.students; re-exported here) -----------------------------------
+from vdgtool.models.students import PerFrame2D, SpatialStudent, build_spatial_student, default_student  # noqa: E402
 
 
 # -- scoring ------------------------------------------------------------------------------------------
@@ -226,36 +147,61 @@ def _acc(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((logits[m].argmax(1) == labels[m]).mean()) if m.any() else float("nan")
 
 
+def _perturb_inputs(batch: dict, keys, method: str, frame: str, permute: str, generator) -> dict:
+    """The same perturbation (one frame index / one order per clip) applied to every input clip of a
+    batch, so an RGB clip and its flow are frozen / shuffled alike."""
+    first = batch[keys[0]]
+    b, t = first.shape[0], first.shape[2]
+    out = dict(batch)
+    if method == "freeze":
+        if frame == "random":
+            index = torch.randint(0, t, (b,), generator=generator)
+        else:
+            index = torch.full((b,), 0 if frame == "first" else t // 2, dtype=torch.long)
+            if frame not in FRAME_CHOICES:
+                raise ConfigError(f"unknown frame choice {frame!r}", f"use one of {', '.join(FRAME_CHOICES)}")
+        for k in keys:
+            out[k] = freeze_frames(batch[k], index=index)
+    elif method == "shuffle":
+        order = random_permutations(b, t, permute, generator)
+        for k in keys:
+            out[k] = shuffle_frames(batch[k], order=order)
+    else:
+        raise ConfigError(f"unknown perturbation {method!r}", "use freeze or shuffle")
+    return out
+
+
 @torch.no_grad()
 def perturbation_score(model: nn.Module, dataset, *, method: str = "freeze", frame: str = "middle",
                        permute: str = "clip", target: str = "model", device="cpu", batch_size: int = 16,
                        workers: int = 0, seed: int = 0, amp: str = "auto") -> dict:
-    """Training-free dynamic score (Eq. 4): mean ``KL(f(x) || f(x~))`` over the clips of ``dataset``."""
-    from vdgtool.evaluate.predict import autocast_for, make_loader
+    """Training-free dynamic score (Eq. 4): mean ``KL(f(x) || f(x~))`` over the clips of ``dataset``.
+
+    ``model``: a method (its fused ``predict``: every input clip is perturbed alike) or a plain model.
+    """
+    from vdgtool.evaluate.predict import as_predictor, flatten_views
+    from vdgtool.runtime import autocast_for, make_loader
 
     if method not in ("freeze", "shuffle"):
         raise ConfigError(f"perturbation_score takes freeze or shuffle, not {method!r}", "use distill_score")
     if target not in TARGETS:
         raise ConfigError(f"unknown target {target!r}", f"use one of {', '.join(TARGETS)}")
     device = torch.device(device)
-    model = model.to(device).eval()
+    pred = as_predictor(model).to(device).eval()
+    keys = tuple(pred.INPUTS)
     gen = torch.Generator().manual_seed(int(seed))
     ac = autocast_for(device, amp)
     kls, agree, labels, domains, clean, pert = [], [], [], [], [], []
     for batch in progress(make_loader(dataset, batch_size, workers, device=device), desc=f"score {method}",
                           unit="batch"):
-        x = batch["video"].to(device, non_blocking=True)
+        batch = {k: (v.to(device, non_blocking=True) if k in keys else v) for k, v in batch.items()}
         y = torch.as_tensor(batch["label"])
         d = torch.as_tensor(batch["domain"])
-        if x.dim() == 6:  # several test views per video: score every view, average per video
-            b, v = x.shape[:2]
-            x = x.flatten(0, 1)
-        else:
-            b, v = x.shape[0], 1
-        xt = perturb(x, method, frame=frame, permute=permute, generator=gen)
+        batch, b, v = flatten_views(batch, keys)  # several test views per video: score each, average per video
+        pb = _perturb_inputs(batch, keys, method, frame, permute, gen)
         with ac():
-            lx = model(x).float()
-            lt = model(xt).float()
+            lx = pred.predict(batch)["logits"].float()
+            lt = pred.predict(pb)["logits"].float()
         if target == "model":
             kl = kl_divergence(lx, lt)
         else:
@@ -300,21 +246,39 @@ def split_indices(n: int, holdout: float, seed: int, labels: np.ndarray | None =
     return tr, he
 
 
+def _first_clip(batch: dict) -> torch.Tensor:
+    """The RGB (or only) clip of an item batch: what a spatial student sees."""
+    return batch["video"] if "video" in batch else batch["rgb"]
+
+
 @torch.no_grad()
 def _teacher_logits(model, dataset, device, batch_size, workers, ac) -> torch.Tensor:
-    from vdgtool.evaluate.predict import make_loader
+    """Per-item logits of a method/model (views averaged) on ``dataset``, in item order."""
+    from vdgtool.evaluate.predict import as_predictor, flatten_views
+    from vdgtool.runtime import make_loader
 
+    pred = as_predictor(model)
+    keys = tuple(pred.INPUTS)
     out = []
     for batch in progress(make_loader(dataset, batch_size, workers, device=device), desc="teacher", unit="batch"):
-        x = batch["video"].to(device)
-        if x.dim() == 6:
-            b, v = x.shape[:2]
-            with ac():
-                out.append(model(x.flatten(0, 1)).float().view(b, v, -1).mean(1).cpu())
-        else:
-            with ac():
-                out.append(model(x).float().cpu())
+        batch = {k: (v.to(device) if k in keys else v) for k, v in batch.items()}
+        batch, b, v = flatten_views(batch, keys)
+        with ac():
+            out.append(pred.predict(batch)["logits"].float().view(b, v, -1).mean(1).cpu())
     return torch.cat(out)
+
+
+class _StudentPredictor(nn.Module):
+    """A spatial student seen as a predictor of the RGB clip of an item."""
+
+    INPUTS = ("video",)
+
+    def __init__(self, student: nn.Module):
+        super().__init__()
+        self.student = student
+
+    def predict(self, batch):
+        return {"logits": self.student(_first_clip(batch))}
 
 
 class _Indexed(torch.utils.data.Dataset):
@@ -339,7 +303,8 @@ def train_student(student: nn.Module, teacher: nn.Module | None, dataset, *, tar
 
     Teacher outputs are computed once (deterministic test clips); AdamW with a cosine schedule.
     """
-    from vdgtool.evaluate.predict import autocast_for, make_loader
+    from vdgtool.methods.base import Stepper
+    from vdgtool.runtime import autocast_for, grad_scaler_for, make_loader
 
     device = torch.device(device)
     ac = autocast_for(device, amp)
@@ -351,6 +316,8 @@ def train_student(student: nn.Module, teacher: nn.Module | None, dataset, *, tar
     opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     steps = max(1, epochs * math.ceil(len(dataset) / batch_size))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    # the training engine's Stepper: fp16 autocast gets its GradScaler, the scaler updates once per step
+    stepper = Stepper({"student": opt}, grad_scaler_for(device, amp), None, ac)
     g = torch.Generator().manual_seed(int(seed))
     sub = _Indexed(dataset, np.arange(len(dataset)))
     last = float("nan")
@@ -358,7 +325,7 @@ def train_student(student: nn.Module, teacher: nn.Module | None, dataset, *, tar
         sampler = torch.utils.data.RandomSampler(sub, generator=g)
         tot, cnt = 0.0, 0
         for batch in make_loader(sub, batch_size, workers, sampler=sampler, device=device):
-            x = batch["video"].to(device)
+            x = _first_clip(batch).to(device)
             if x.dim() == 6:
                 x = x[:, 0]
             with ac():
@@ -368,9 +335,8 @@ def train_student(student: nn.Module, teacher: nn.Module | None, dataset, *, tar
                 loss = F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), reduction="batchmean", log_target=True)
             else:
                 loss = F.cross_entropy(s, torch.as_tensor(batch["label"]).to(device), ignore_index=-1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            stepper.step(loss, "student")
+            stepper.end_iteration()
             sched.step()
             tot += loss.item() * len(x)
             cnt += len(x)
@@ -391,7 +357,7 @@ def distill_score(model: nn.Module | None, dataset, *, heldout=None, holdout: fl
     (``holdout``), or on all of ``dataset`` when a separate ``heldout`` dataset is given, and scored on
     the held-out clips. ``model`` may be None with ``target="labels"`` (then ``spec`` is needed).
     """
-    from vdgtool.evaluate.predict import autocast_for
+    from vdgtool.runtime import autocast_for
 
     if target not in TARGETS:
         raise ConfigError(f"unknown target {target!r}", f"use one of {', '.join(TARGETS)}")
@@ -399,7 +365,11 @@ def distill_score(model: nn.Module | None, dataset, *, heldout=None, holdout: fl
         raise ConfigError("the distillation score needs a video model", "pass a checkpoint, or --target labels")
     device = torch.device(device)
     torch.manual_seed(int(seed))
-    spec = spec if spec is not None else model.input_spec
+    if spec is None:
+        from vdgtool.evaluate.predict import as_predictor
+
+        specs = as_predictor(model).input_specs()
+        spec = specs.get("video", specs.get("rgb"))
     n_cls = len(dataset.class_names)
     if heldout is None:
         tr, he = split_indices(len(dataset), holdout, seed, np.asarray(dataset.labels))
@@ -418,7 +388,7 @@ def distill_score(model: nn.Module | None, dataset, *, heldout=None, holdout: fl
         info = train_student(s, model, train_ds, target=target, epochs=epochs, lr=lr, weight_decay=weight_decay,
                              batch_size=batch_size, workers=workers, device=device, seed=seed, amp=amp)
     ac = autocast_for(device, amp)
-    ls = _teacher_logits(s, held_ds, device, batch_size, workers, ac)
+    ls = _teacher_logits(_StudentPredictor(s), held_ds, device, batch_size, workers, ac)
     lab = torch.as_tensor(np.asarray(held_labels))
     if target == "model":
         lf = _teacher_logits(model.to(device).eval(), held_ds, device, batch_size, workers, ac)
@@ -443,24 +413,26 @@ def distill_score(model: nn.Module | None, dataset, *, heldout=None, holdout: fl
 def dynamic_score(checkpoint: str | None, stores: Sequence[str], *, method: str = "freeze",
                   heldout_stores: Sequence[str] = (), device="cpu", batch_size: int = 16, workers: int = 0,
                   num_clips: int = 1, seed: int = 0, student: str | None = None, spec: Any = None,
-                  **kw) -> dict:
-    """Library entry point of ``vdgtool score``: load the checkpoint, build the data, score."""
-    from vdgtool.data import build_dataset
+                  flow_stores: Sequence[str] = (), heldout_flow_stores: Sequence[str] = (), **kw) -> dict:
+    """Library entry point of ``vdgtool score``: load the checkpoint (the whole method: a two-stream run is
+    scored on its fused prediction, with ``flow_stores`` paired by key), build the data, score."""
+    from vdgtool.data import build_dataset, build_for_inputs
     from vdgtool.models.registry import InputSpec
 
     if method not in METHODS:
         raise ConfigError(f"unknown score method {method!r}", f"use one of {', '.join(METHODS)}")
     if not stores:
         raise ConfigError("no store to score", "pass --data STORE")
-    model, class_names, ck_path = None, None, None
+    model, class_names, ck_path, specs = None, None, None, None
     if checkpoint:
-        from vdgtool.train.checkpoint import build_from_checkpoint, load_checkpoint
+        from vdgtool.train.checkpoint import build_method_from_checkpoint, load_checkpoint
 
         ck = load_checkpoint(checkpoint)
         ck_path = ck.get("_path", checkpoint)
-        model, cfg = build_from_checkpoint(ck, device=device)
+        model, cfg = build_method_from_checkpoint(ck, device=device)
         class_names = list(cfg["class_names"])
-        spec = InputSpec.from_dict(cfg["input_spec"]) if cfg.get("input_spec") else model.input_spec
+        specs = model.input_specs()
+        spec = specs.get("video", specs.get("rgb"))
     elif spec is None:
         if not (method == "distill" and kw.get("target") == "labels"):
             raise ConfigError("no checkpoint given", "pass CKPT (only --method distill --target labels works without one)")
@@ -473,7 +445,14 @@ def dynamic_score(checkpoint: str | None, stores: Sequence[str], *, method: str 
                               "pass a checkpoint, or a registry student such as frame2d:resnet18")
     elif isinstance(spec, dict):
         spec = InputSpec.from_dict(spec)
-    ds = build_dataset(list(stores), spec, False, class_names=class_names, seed=seed, num_clips=num_clips)
+
+    def data(paths, flows):
+        if specs is not None:
+            return build_for_inputs(list(paths), specs, False, flow_stores=list(flows) or None,
+                                    class_names=class_names, seed=seed, num_clips=num_clips)
+        return build_dataset(list(paths), spec, False, class_names=class_names, seed=seed, num_clips=num_clips)
+
+    ds = data(stores, flow_stores)
     if len(ds) == 0:
         raise InputError(f"{', '.join(stores)} hold no videos", "check --data")
     if method in ("freeze", "shuffle"):
@@ -482,8 +461,8 @@ def dynamic_score(checkpoint: str | None, stores: Sequence[str], *, method: str 
     else:
         held = None
         if heldout_stores:
-            held = build_dataset(list(heldout_stores), spec, False, class_names=ds.class_names, seed=seed,
-                                 num_clips=num_clips)
+            class_names = class_names or ds.class_names
+            held = data(heldout_stores, heldout_flow_stores or flow_stores)
         res = distill_score(model, ds, heldout=held, student=student, device=device, batch_size=batch_size,
                             workers=workers, seed=seed, spec=spec,
                             **{k: v for k, v in kw.items() if k in ("holdout", "student_pretrained", "epochs", "lr",

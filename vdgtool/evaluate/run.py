@@ -14,16 +14,38 @@ from vdgtool.stores.table import TableStoreWriter
 from vdgtool.utils.provenance import make_provenance
 
 
-def _dataset(stores, spec, class_names, num_clips, num_crops, seed):
-    from vdgtool.data import build_dataset
+def _dataset(stores, spec, class_names, num_clips, num_crops, seed, flow_stores=None):
+    """The test dataset a predictor reads: ``spec`` is a model's input spec or a method's input specs."""
+    from vdgtool.data import build_dataset, build_for_inputs
 
+    if isinstance(spec, dict) and spec and all(k in ("video", "rgb", "flow") for k in spec):
+        return build_for_inputs(list(stores), spec, False, flow_stores=list(flow_stores or []) or None,
+                                class_names=class_names, num_clips=num_clips, num_crops=num_crops, seed=seed)
     return build_dataset(list(stores), spec, False, class_names=class_names, num_clips=num_clips,
                          num_crops=num_crops, seed=seed)
 
 
+def load_predictor(ckpt: str | None, device, model_name: str | None = None, weights: str | None = None,
+                   num_classes: int | None = None):
+    """(predictor, class_names, info): the whole method of a vdgtool checkpoint / run dir (all its networks;
+    ``predict`` fuses multi-stream methods), or a registry model (+ optional local weights)."""
+    from vdgtool.evaluate.predict import ModelPredictor
+    from vdgtool.models import create_model
+    from vdgtool.train.checkpoint import build_method_from_checkpoint
+
+    if ckpt:
+        method, cfg = build_method_from_checkpoint(ckpt, device=device)
+        return method, list(cfg["class_names"]), {"checkpoint": ckpt, "model": cfg["model"],
+                                                  "method": cfg.get("method", "erm")}
+    if not model_name:
+        raise InputError("no checkpoint and no --model given", "pass CKPT or --model NAME")
+    model = create_model(model_name, num_classes=num_classes or 1, weights=weights).to(device).eval()
+    return ModelPredictor(model).eval(), None, {"model": model_name, "weights": weights}
+
+
 def load_model(ckpt: str | None, device, model_name: str | None = None, weights: str | None = None,
                num_classes: int | None = None):
-    """A model from a vdgtool checkpoint/run dir, or a registry model (+ optional local weights)."""
+    """A model from a vdgtool checkpoint/run dir (its main network), or a registry model (+ local weights)."""
     from vdgtool.models import create_model
     from vdgtool.train.checkpoint import build_from_checkpoint
 
@@ -39,18 +61,19 @@ def load_model(ckpt: str | None, device, model_name: str | None = None, weights:
 def evaluate(ckpt: str, stores: list[str], *, device="cpu", num_clips: int = 1, num_crops: int = 1,
              batch_size: int = 16, workers: int = 0, amp: str = "auto", seed: int = 0,
              fuse: str | None = None, fuse_data: list[str] | None = None, fusion: str = "softmax",
-             predictions: str | None = None, confusion: str | None = None, overwrite: bool = False) -> dict:
-    model, class_names, info = load_model(ckpt, device)
-    ds = _dataset(stores, model.input_spec, class_names, num_clips, num_crops, seed)
+             predictions: str | None = None, confusion: str | None = None, overwrite: bool = False,
+             flow_stores: list[str] | None = None) -> dict:
+    model, class_names, info = load_predictor(ckpt, device)
+    ds = _dataset(stores, model.input_specs(), class_names, num_clips, num_crops, seed, flow_stores)
     p = predict_dataset(model, ds, device=device, batch_size=batch_size, workers=workers, amp=amp, desc="eval")
     scores = p["probs"]
     logits = p["logits"]
     if fuse:
-        model2, classes2, _ = load_model(fuse, device)
+        model2, classes2, _ = load_predictor(fuse, device)
         if classes2 != class_names:
             raise ConfigError(f"the fused checkpoints have different classes ({len(class_names)} vs {len(classes2)})",
                               "fuse two models trained on the same label space")
-        ds2 = _dataset(fuse_data or stores, model2.input_spec, class_names, num_clips, num_crops, seed)
+        ds2 = _dataset(fuse_data or stores, model2.input_specs(), class_names, num_clips, num_crops, seed)
         p2 = predict_dataset(model2, ds2, device=device, batch_size=batch_size, workers=workers, amp=amp,
                              desc="eval (fused)")
         pos = {k: i for i, k in enumerate(p2["keys"])}
@@ -68,8 +91,15 @@ def evaluate(ckpt: str, stores: list[str], *, device="cpu", num_clips: int = 1, 
         else:
             raise ConfigError(f"unknown fusion '{fusion}'", "use softmax or logits")
     res = summarize(scores, p["labels"], p["domains"], class_names, ds.domains)
-    res.update({"checkpoint": ckpt, "data": list(stores), "num_clips": num_clips, "num_crops": num_crops,
-                "fused_with": fuse, "fusion": fusion if fuse else None, "classes": class_names})
+    if p["streams"] and not fuse:  # a multi-stream method: each stream's accuracy beside the fused one
+        res["streams"] = {}
+        for name, probs in p["streams"].items():
+            sm = summarize(probs, p["labels"], p["domains"], class_names, ds.domains)
+            res["streams"][name] = {"top1": sm["top1"], "top5": sm["top5"], "mean_class": sm["mean_class"],
+                                    "per_domain": sm["per_domain"]}
+    res.update({"checkpoint": ckpt, "data": list(stores), "flow": list(flow_stores or []), "num_clips": num_clips,
+                "num_crops": num_crops, "method": info.get("method"), "fused_with": fuse,
+                "fusion": fusion if fuse else ("method" if p["streams"] else None), "classes": class_names})
     if confusion:
         res["confusion_png"] = plot_confusion(np.asarray(res["confusion"]), class_names, confusion,
                                               title=os.path.basename(str(ckpt)))
@@ -89,14 +119,17 @@ def evaluate(ckpt: str, stores: list[str], *, device="cpu", num_clips: int = 1, 
 def extract_features(ckpt: str | None, stores: list[str], out: str, *, model_name: str | None = None,
                      weights: str | None = None, device="cpu", num_clips: int = 1, batch_size: int = 16,
                      workers: int = 0, amp: str = "auto", dtype: str = "float16", seed: int = 0,
-                     overwrite: bool = False) -> dict:
-    """Pooled clip features (averaged over test clips) of every video -> a feature store."""
-    model, class_names, info = load_model(ckpt, device, model_name, weights)
-    ds = _dataset(stores, model.input_spec, class_names, num_clips, 1, seed)
+                     overwrite: bool = False, flow_stores: list[str] | None = None) -> dict:
+    """Pooled clip features (averaged over test clips) of every video -> a feature store (a multi-stream
+    method concatenates its streams' features)."""
+    model, class_names, info = load_predictor(ckpt, device, model_name, weights)
+    ds = _dataset(stores, model.input_specs(), class_names, num_clips, 1, seed, flow_stores)
     p = predict_dataset(model, ds, device=device, batch_size=batch_size, workers=workers, amp=amp, features=True,
                         desc="features")
     conv = {**info, "layer": "pooled (forward_features)", "num_clips": num_clips, "dtype": dtype,
-            "input_spec": model.input_spec.to_dict(), "num_features": int(p["features"].shape[1])}
+            "input_spec": next(iter(model.input_specs().values())).to_dict(),
+            "input_specs": {k: v.to_dict() for k, v in model.input_specs().items()},
+            "num_features": int(p["features"].shape[1])}
     with TableStoreWriter(out, "features", classes=ds.class_names, domains=ds.domains, conventions=conv,
                           provenance=make_provenance(seed=seed, parents=list(stores)), overwrite=overwrite) as w:
         w.append({"features": p["features"].astype(dtype)}, key=p["keys"], video=p["index"],

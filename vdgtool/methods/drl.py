@@ -23,50 +23,22 @@ units). Defaults follow the paper; the released code's variants are hyper-parame
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from vdgtool.errors import ConfigError
-from vdgtool.evaluate.dynamic import build_spatial_student, freeze_frames, random_permutations, shuffle_frames
+from vdgtool.evaluate.dynamic import freeze_frames, random_permutations, shuffle_frames
+from vdgtool.methods.adversarial import PixelBox, frozen, kl_rows, pixel_ascent
 from vdgtool.methods.base import HParam, Method, register_method
-
-
-def _unwrap(m: nn.Module) -> nn.Module:
-    return m.module if isinstance(m, nn.parallel.DistributedDataParallel) else m
-
-
-def kl_rows(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
-    """Per-row KL(softmax(p) || softmax(q)), differentiable in both arguments (float32)."""
-    lp = F.log_softmax(p_logits.float(), -1)
-    lq = F.log_softmax(q_logits.float(), -1)
-    return (lp.exp() * (lp - lq)).sum(-1)
-
-
-class PixelBox:
-    """Conversion between pixel units in [0, 1] and the model's normalised input."""
-
-    def __init__(self, spec, device, dtype=torch.float32):
-        mean = torch.tensor(spec.mean, device=device, dtype=dtype).view(1, -1, 1, 1, 1)
-        std = torch.tensor(spec.std, device=device, dtype=dtype).view(1, -1, 1, 1, 1)
-        self.std = std
-        self.lo = (0.0 - mean) / std
-        self.hi = (1.0 - mean) / std
-
-    def scale(self, eps: float) -> torch.Tensor:
-        """ε in pixel units -> per-channel ε in normalised units."""
-        return eps / self.std
-
-    def clamp(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.max(torch.min(x, self.hi), self.lo)
+from vdgtool.models.students import build_spatial_student
 
 
 class _DRLBase(Method):
     """Shared pieces: the input spec, the step metrics."""
 
     def spec(self):
-        spec = getattr(_unwrap(self.model), "input_spec", None)
+        spec = getattr(self.net(), "input_spec", None)
         if spec is None:
-            raise ConfigError(f"model {type(_unwrap(self.model)).__name__} declares no input_spec",
+            raise ConfigError(f"model {type(self.net()).__name__} declares no input_spec",
                               "DRL needs the normalisation to bound perturbations in pixel units")
         return spec
 
@@ -76,7 +48,7 @@ class _StudentMixin:
 
     def _build_student(self):
         self.student = build_spatial_student(self.hp["student"] or None, self.num_classes, self.spec(),
-                                             pretrained=bool(self.hp["student_pretrained"]))
+                                             pretrained=bool(self.hp["student_pretrained"]) and not self.inference)
 
     def parameter_groups(self):
         return {"model": [p for p in self.model.parameters() if p.requires_grad],
@@ -135,29 +107,14 @@ class DRLAdversarial(_StudentMixin, _DRLBase):
         eps = box.scale(float(self.hp["eps"]))
         steps = int(self.hp["attack_steps"])
         alpha = eps if steps == 1 else box.scale(float(self.hp["alpha"]))
-        was_training = self.student.training
-        self.student.eval()
-        for p in self.student.parameters():
-            p.requires_grad_(False)
-        try:
-            x0 = x.detach()
-            xa = x0.clone()
-            if self.hp["random_start"]:
-                xa = box.clamp(xa + (torch.rand_like(xa) * 2 - 1) * eps)
-            for _ in range(steps):
-                xa.requires_grad_(True)
-                with torch.enable_grad():
-                    loss = F.cross_entropy(self.student(xa).float(), target, ignore_index=-1)
-                    (g,) = torch.autograd.grad(loss, xa)
-                xa = xa.detach() + alpha * g.sign()
-                xa = box.clamp(torch.max(torch.min(xa, x0 + eps), x0 - eps))
-        finally:
-            for p in self.student.parameters():
-                p.requires_grad_(True)
-            self.student.train(was_training)
-        return xa.detach()
+        student = self.net("student")
+        with frozen(student):
+            return pixel_ascent(x, lambda xa: F.cross_entropy(student(xa).float(), target, ignore_index=-1),
+                                steps=steps, step_size=alpha, step_rule="sign", eps=eps, box=box, clamp=True,
+                                random_start=bool(self.hp["random_start"]))
 
-    def training_step(self, batch, stepper):
+    def training_step(self, batches, stepper):
+        batch = batches["source"]
         x, y = batch["video"], batch["label"]
         with stepper.autocast():
             f_clean = self.model(x)
@@ -196,7 +153,8 @@ class DRLDistill(_StudentMixin, _DRLBase):
         super().__init__(model, num_classes, hparams, **kw)
         self._build_student()
 
-    def training_step(self, batch, stepper):
+    def training_step(self, batches, stepper):
+        batch = batches["source"]
         x, y = batch["video"], batch["label"]
         with stepper.autocast():
             f_logits = self.model(x)
@@ -224,7 +182,8 @@ class _DRLPerturbed(_DRLBase):
     def perturbed(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def training_step(self, batch, stepper):
+    def training_step(self, batches, stepper):
+        batch = batches["source"]
         x, y = batch["video"], batch["label"]
         xt = self.perturbed(x)
         with stepper.autocast():

@@ -40,8 +40,12 @@ class VideoModel(nn.Module):
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
         return self.get_classifier()(self.head_drop(feats))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def forward(self, x: torch.Tensor, with_features: bool = False):
+        """Logits (B, num_classes); with ``with_features`` the pair (logits, pooled features), from one
+        pass (so a DDP-wrapped model can give a method both)."""
+        f = self.forward_features(x)
+        logits = self.forward_head(f)
+        return (logits, f) if with_features else logits
 
     def check_input(self, x: torch.Tensor) -> None:
         """Refuse an input that is not (B, C, T, H, W) with the model's channel count."""

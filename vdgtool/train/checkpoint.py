@@ -57,21 +57,109 @@ def is_vdgtool_checkpoint(obj: dict) -> bool:
     return obj.get("format") == FORMAT and "config" in obj and "model" in obj
 
 
-def build_from_checkpoint(path_or_obj, device="cpu", num_classes: int | None = None):
-    """(model, config) from a vdgtool checkpoint; the model is in eval mode on ``device``."""
-    from vdgtool.models import create_model
+def network_states(ck: dict) -> dict[str, dict]:
+    """Network name -> state dict of a vdgtool checkpoint (older single-network checkpoints: ``model``
+    and the ``extra`` modules)."""
+    nets = ck.get("networks")
+    if isinstance(nets, dict) and nets:
+        return nets
+    out = {"model": ck["model"]}
+    out.update(ck.get("extra") or {})
+    return out
 
+
+def _checked_config(ck: dict) -> dict:
+    cfg = ck.get("config")
+    where = ck.get("_path", "checkpoint")
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{where} has a config of type {type(cfg).__name__}, not a mapping",
+                              "pass a checkpoint written by vdgtool train")
+    names = cfg.get("class_names")
+    if not isinstance(names, list) or not names or not all(isinstance(c, str) for c in names):
+        raise CheckpointError(f"{where} records no class names", "pass a checkpoint written by vdgtool train")
+    if not isinstance(cfg.get("model"), str):
+        raise CheckpointError(f"{where} records no model name", "pass a checkpoint written by vdgtool train")
+    return cfg
+
+
+def _network_records(cfg: dict, primary: str = "model") -> dict:
+    """name -> {model, model_kwargs (as created), role, input_spec} of a run config (older configs: one)."""
+    recs = cfg.get("networks")
+    if isinstance(recs, dict) and recs:
+        return recs
+    return {primary: {"model": cfg["model"], "model_kwargs": cfg.get("model_kwargs") or {}, "role": "main",
+                      "input_spec": cfg.get("input_spec")}}
+
+
+def _load_network(model, state, where: str, what: str) -> None:
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{where} holds no weights for {what}", "pass a checkpoint written by vdgtool train")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"the weights of {what} in {where} do not fit "
+                              f"({' '.join(str(exc).split())[:160]})", "check the model kwargs") from None
+
+
+def _training_checkpoint(path_or_obj) -> tuple[dict, dict]:
+    """(checkpoint, checked config) of a vdgtool training checkpoint (path, run dir or loaded dict)."""
     ck = load_checkpoint(path_or_obj) if isinstance(path_or_obj, str) else path_or_obj
     if not is_vdgtool_checkpoint(ck):
         raise CheckpointError(f"{ck.get('_path', 'checkpoint')} is not a vdgtool training checkpoint "
                               "(no model config inside)",
                               "pass a checkpoint written by vdgtool train, or use --model NAME --weights FILE")
-    cfg = ck["config"]
-    model = create_model(cfg["model"], num_classes=len(cfg["class_names"]), **cfg.get("model_kwargs", {}))
-    try:
-        model.load_state_dict(ck["model"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"the weights in {ck.get('_path')} do not fit model {cfg['model']} "
-                              f"({' '.join(str(exc).split())[:160]})", "check the model kwargs") from None
+    return ck, _checked_config(ck)
+
+
+def _create(rec: dict, num_classes: int, where: str, name: str):
+    """A network from its record in a run config (model name, kwargs as created, input spec)."""
+    from vdgtool.models import create_model
+    from vdgtool.models.registry import InputSpec
+
+    if not isinstance(rec, dict) or not isinstance(rec.get("model"), str):
+        raise CheckpointError(f"{where} records no network '{name}'", "pass a checkpoint written by vdgtool train")
+    net = create_model(rec["model"], num_classes=num_classes, **dict(rec.get("model_kwargs") or {}))
+    if rec.get("input_spec"):
+        net.input_spec = InputSpec.from_dict(rec["input_spec"])
+    return net
+
+
+def build_method_from_checkpoint(path_or_obj, device="cpu"):
+    """(method, config) from a vdgtool checkpoint: the recorded method with all its networks, weights and
+    state, in eval mode on ``device`` (what ``eval``, ``score`` and ``features`` predict with)."""
+    from vdgtool.methods import get_method, parse_hparams
+
+    ck, cfg = _training_checkpoint(path_or_obj)
+    where = ck.get("_path", "checkpoint")
+    method_cls = get_method(cfg.get("method", "erm"))
+    hp = parse_hparams(method_cls, cfg.get("hparams") or {})
+    records = _network_records(cfg, next(iter(method_cls.NETWORKS)))
+    n = len(cfg["class_names"])
+    nets = {name: _create(records.get(name), n, where, name) for name in method_cls.NETWORKS}
+    method = method_cls(nets, n, hp, device=device, class_names=list(cfg["class_names"]), inference=True)
+    states = network_states(ck)
+    for name, module in method.networks().items():
+        _load_network(module, states.get(name), where, f"network '{name}'")
+    method.set_state(ck.get("method_state") or {})
+    method.to(device).eval()
+    return method, cfg
+
+
+def build_from_checkpoint(path_or_obj, device="cpu", num_classes: int | None = None):
+    """(model, config) from a vdgtool checkpoint: its main network, in eval mode on ``device``."""
+    ck, cfg = _training_checkpoint(path_or_obj)
+    rec = _network_records(cfg)
+    name = "model" if "model" in rec else next(iter(rec))
+    if len(rec) > 1:  # a multi-network method: its primary network
+        from vdgtool.methods import get_method
+
+        name = next(iter(get_method(cfg.get("method", "erm")).NETWORKS))
+    where = ck.get("_path", "checkpoint")
+    model = _create(rec.get(name), len(cfg["class_names"]), where, name)
+    _load_network(model, ck["model"], where, f"model {rec[name]['model']}")
+    if not rec[name].get("input_spec") and cfg.get("input_spec"):
+        from vdgtool.models.registry import InputSpec
+
+        model.input_spec = InputSpec.from_dict(cfg["input_spec"])
     model.to(device).eval()
     return model, cfg

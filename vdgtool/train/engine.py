@@ -2,21 +2,27 @@
 
 Run directory layout::
 
-    RUN_DIR/config.json           resolved configuration (+ provenance, class names, input spec)
-    RUN_DIR/results.jsonl         one JSON line per epoch (train loss/acc, lr, validation metrics, time)
-    RUN_DIR/metrics.csv           the same, flat
+    RUN_DIR/config.json           resolved configuration (+ provenance, class names, networks, input specs)
+    RUN_DIR/results.jsonl         one JSON line per epoch, and one per method event ({"event": ...}); appended
+    RUN_DIR/metrics.csv           the epoch lines, flat (rewritten atomically each epoch)
     RUN_DIR/checkpoints/last.pt   end of the last finished epoch (resume point)
     RUN_DIR/checkpoints/best.pt   best epoch by source validation accuracy (first --val store)
     RUN_DIR/checkpoints/preempt.pt  written on SIGTERM/SIGUSR1 mid-epoch (resume point)
     RUN_DIR/done                  written last, with the final summary
 
-Determinism: the shuffling of epoch e, the per-item augmentation and the torch RNG of step s are all
-derived from (seed, e, s), so ``--resume`` from any checkpoint reproduces the uninterrupted run.
+Streams: the labelled source stream defines the epoch (a seeded permutation per epoch); an unlabelled
+target stream (``--target``), when the method uses one, has its own infinite seeded sampler zipped with
+the source (DomainBed style), positioned by the global step, so it needs no state of its own.
+
+Determinism: the shuffling of epoch e, the per-item augmentation, the target stream's order and the
+torch RNG of step s are all derived from (seed, position), so ``--resume`` from any checkpoint
+reproduces the uninterrupted run, method state included.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -29,14 +35,18 @@ import torch
 import torch.nn as nn
 
 from vdgtool.errors import CheckpointError, ConfigError, InputError, VdgError
-from vdgtool.train.checkpoint import is_vdgtool_checkpoint, load_checkpoint, save_checkpoint
-from vdgtool.train.config import TrainConfig
-from vdgtool.utils.env import dist_env
+from vdgtool.runtime import (all_gather_objects, autocast_for, barrier, grad_scaler_for, init_distributed, make_loader,
+                             to_device, unwrap)
+from vdgtool.train.checkpoint import is_vdgtool_checkpoint, load_checkpoint, network_states, save_checkpoint
+from vdgtool.train.config import RECORDED_CHANGES, RESUMABLE_CHANGES, TrainConfig
 from vdgtool.utils.log import get_logger, progress
 from vdgtool.utils.provenance import make_provenance
 from vdgtool.utils.seed import derive_seed, seed_everything
 
 log = get_logger("train")
+
+#: share of a network's tensors that --init must load (below: refused unless --init-partial)
+INIT_MIN_SHARE = 0.5
 
 
 class Preempted(VdgError):
@@ -64,6 +74,31 @@ class EpochSampler(torch.utils.data.Sampler):
         return len(self.indices())
 
 
+class StreamSampler(torch.utils.data.Sampler):
+    """An infinite stream of ``(index, cycle)`` over ``n`` items: cycle c is a seeded permutation, the
+    cycles are concatenated, and rank r takes every ``world``-th element starting at ``start * world + r``.
+
+    The position is a function of the global step (``start = global_step * batch``), so a resumed run
+    continues the stream exactly, and ranks never see the same target clips at the same step.
+    """
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1, start: int = 0):
+        if n < 1:
+            raise InputError("the target stream holds no videos", "check --target (and its classes / domains)")
+        self.n, self.seed, self.rank, self.world, self.start = n, seed, rank, world, start
+
+    def __iter__(self):
+        j = self.start * self.world + self.rank
+        cycle, perm = -1, None
+        while True:
+            c = j // self.n
+            if c != cycle:
+                cycle = c
+                perm = np.random.default_rng(derive_seed(self.seed, "target", c)).permutation(self.n)
+            yield int(perm[j % self.n]), int(cycle)
+            j += self.world
+
+
 def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int):
     total = max(1, cfg.epochs * steps_per_epoch)
     warm = int(cfg.warmup_epochs * steps_per_epoch)
@@ -82,26 +117,37 @@ def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int):
     return f
 
 
-def _unwrap(m: nn.Module) -> nn.Module:
-    return m.module if isinstance(m, nn.parallel.DistributedDataParallel) else m
+_unwrap = unwrap  # older name
+
+
+def store_classes(path: str) -> list[str]:
+    from vdgtool.stores import open_store
+
+    return list(open_store(path, kind=("clips", "flow")).classes)
 
 
 def union_classes(paths: list[str]) -> list[str]:
-    from vdgtool.stores import open_store
-
     out: list[str] = []
     for p in paths:
-        st = open_store(p, kind=("clips", "flow"))
-        out += [c for c in st.classes if c not in out]
+        out += [c for c in store_classes(p) if c not in out]
     return out
 
 
-def init_from_checkpoint(model: nn.Module, path: str, reset_classifier: bool) -> dict:
-    """Load backbone (and classifier when shapes agree) from a vdgtool checkpoint or a plain state dict."""
+def init_from_checkpoint(model: nn.Module, path: str, reset_classifier: bool, network: str | None = None,
+                         partial_ok: bool = False) -> dict:
+    """Load a network's weights (and its classifier when shapes agree) from a vdgtool checkpoint (the
+    network of that name, else its main network) or a plain state dict.
+
+    Fewer than half of the network's tensors loaded is refused (naming the counts) unless ``partial_ok``.
+    """
     ck = load_checkpoint(path)
-    state = ck["model"] if is_vdgtool_checkpoint(ck) else {k: v for k, v in ck.items() if k != "_path"}
-    if "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+    if is_vdgtool_checkpoint(ck):
+        nets = network_states(ck)
+        state = nets.get(network) if network in nets else ck["model"]
+    else:
+        state = {k: v for k, v in ck.items() if k != "_path"}
+        if "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
     own = model.state_dict()
     cls_keys = {f"{n}" for n, _ in _classifier_named_params(model)}
     keep, skipped = {}, []
@@ -112,12 +158,18 @@ def init_from_checkpoint(model: nn.Module, path: str, reset_classifier: bool) ->
             keep[k] = v
         else:
             skipped.append(k)
+    name = getattr(model, "model_name", "?")
+    countable = [k for k in own if not (reset_classifier and k in cls_keys)]
     if not keep:
-        raise CheckpointError(f"no weights of {path} fit model {getattr(model, 'model_name', '?')}",
-                              "pass a checkpoint of the same model (--model)")
+        raise CheckpointError(f"no weights of {path} fit model {name}", "pass a checkpoint of the same model (--model)")
+    share = len([k for k in keep if k in countable]) / max(1, len(countable))
+    if share < INIT_MIN_SHARE and not partial_ok:
+        raise CheckpointError(f"{path} fits only {len(keep)} of the {len(countable)} tensors of model {name} "
+                              f"({share:.0%}; a random start in disguise)",
+                              "pass a checkpoint of the same model, or --init-partial to accept a partial load")
     model.load_state_dict(keep, strict=False)
     missing = [k for k in own if k not in keep]
-    return {"loaded": len(keep), "skipped": skipped, "missing": missing,
+    return {"loaded": len(keep), "total": len(own), "skipped": skipped, "missing": missing,
             "config": ck.get("config") if is_vdgtool_checkpoint(ck) else None}
 
 
@@ -135,13 +187,113 @@ def _freeze_bn(model: nn.Module) -> None:
                 p.requires_grad_(False)
 
 
+def default_flow_model(model: str) -> str:
+    """``MODEL_flow`` when the registry has it (``i3d`` -> ``i3d_flow``), else ``MODEL`` itself."""
+    from vdgtool.models import list_models
+
+    base, _, bb = model.partition(":")
+    cand = f"{base}_flow"
+    if cand in list_models():
+        return cand + (f":{bb}" if bb else "")
+    return model
+
+
+def config_differences(saved: dict, mine: dict, allowed=RESUMABLE_CHANGES) -> list[tuple[str, Any, Any]]:
+    """(key, saved value, new value) of every TrainConfig option that differs (JSON-normalised)."""
+    out = []
+    for f in dataclasses.fields(TrainConfig):
+        k = f.name
+        if k in allowed or k not in saved:
+            continue
+        a = json.loads(json.dumps(saved.get(k), default=str))
+        b = json.loads(json.dumps(mine.get(k), default=str))
+        if a != b:
+            out.append((k, a, b))
+    return out
+
+
+def _atomic_write(path: str, text: str) -> None:
+    tmp = path + ".partial"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+class TrainContext:
+    """What a method sees of the engine (``method.setup(ctx)``): configuration, device, data, and helpers
+    to build more datasets with the method's input conventions and to predict over them."""
+
+    def __init__(self, trainer: "Trainer"):
+        self._t = trainer
+
+    @property
+    def cfg(self) -> TrainConfig:
+        return self._t.cfg
+
+    @property
+    def device(self) -> torch.device:
+        return self._t.device
+
+    @property
+    def class_names(self) -> list[str]:
+        return self._t.class_names
+
+    @property
+    def rank(self) -> int:
+        return self._t.rank
+
+    @property
+    def world(self) -> int:
+        return self._t.world
+
+    @property
+    def train_dataset(self):
+        return self._t.train_ds
+
+    @property
+    def target_dataset(self):
+        return self._t.target_ds
+
+    @property
+    def autocast(self):
+        return self._t.autocast
+
+    def build_dataset(self, stores, *, train: bool, flow_stores=None, hide_labels: bool = False, num_clips: int = 1,
+                      num_crops: int = 1, sampler_options: dict | None = None, views=None, specs: dict | None = None,
+                      transform_options: dict | None = None, class_names=None):
+        """A dataset over ``stores`` with the method's input conventions (``specs`` overrides them)."""
+        from vdgtool.data import build_for_inputs
+
+        cfg = self.cfg
+        topts = transform_options if transform_options is not None else self._t.transform_options
+        return build_for_inputs(list(stores), specs or self._t.specs, train, flow_stores=flow_stores,
+                                class_names=class_names or self.class_names, seed=cfg.seed, num_clips=num_clips,
+                                num_crops=num_crops, sampler_options=sampler_options, hide_labels=hide_labels,
+                                views=views, paired_crop=cfg.paired_crop, transform_options=topts if train else None)
+
+    def predict(self, dataset, desc: str = "predict", batch_size: int | None = None, features: bool = False) -> dict:
+        """The method's predictions over ``dataset`` (eval mode, restored afterwards), sharded across
+        ranks under torchrun and gathered, in item order (see vdgtool.evaluate.predict)."""
+        from vdgtool.evaluate.predict import merge_predictions, predict_dataset
+
+        t = self._t
+        idx = np.arange(len(dataset))[t.rank::t.world]
+        part = predict_dataset(t.method, dataset, device=t.device, batch_size=batch_size or t.cfg.batch_size,
+                               workers=t.cfg.workers, amp=t.cfg.amp, features=features, desc=desc, indices=idx)
+        out = merge_predictions(all_gather_objects(part, t.world))
+        t._restore_train_mode()
+        return out
+
+    def log_event(self, name: str, **data) -> None:
+        self._t._event(name, data)
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool = False, overwrite: bool = False):
+        cfg.resolve_paths()
         cfg.validate()
         self.cfg = cfg
         self.resume = resume
-        self.rank, self.local_rank, self.world = dist_env()
-        self.is_main = self.rank == 0
         self.run_dir = cfg.output
         self._stop_signal: int | None = None
         if os.path.exists(os.path.join(self.run_dir, "done")) and not overwrite:
@@ -149,69 +301,104 @@ class Trainer:
         if not resume and os.path.exists(os.path.join(self.run_dir, "checkpoints", "last.pt")) and not overwrite:
             raise InputError(f"{self.run_dir} holds an unfinished run",
                              "pass --resume to continue it, or --overwrite to start again")
+        self.loggers: list = []
+        self.resumed: list = []  # options changed when the run was resumed (RECORDED_CHANGES)
 
     # -- setup ------------------------------------------------------------------------------------
-    def _setup_device(self):
-        from vdgtool.cli.common import resolve_device  # tiny helper, no CLI state
+    def _check_target_classes(self, path: str) -> None:
+        tc = store_classes(path)
+        unknown = [c for c in tc if c not in self.class_names]
+        if unknown:
+            raise ConfigError(f"target store {path} has class '{unknown[0]}' that the source lacks"
+                              f"{f' (and {len(unknown) - 1} more)' if len(unknown) > 1 else ''}",
+                              "restrict the target to the source's classes (e.g. a class map at extract time)")
+        if tc and self.cfg.target_classes == "exact":
+            absent = [c for c in self.class_names if c not in tc]
+            if absent:
+                raise ConfigError(f"target store {path} lacks {len(absent)} of the source's classes "
+                                  f"(e.g. '{absent[0]}')",
+                                  "pass --target-classes subset if the target covers only part of the label space")
 
-        if self.world > 1:
-            import torch.distributed as dist
+    def _build_network(self, name: str, role: str, num_classes: int):
+        from vdgtool.models import create_model, model_info
 
-            backend = "nccl" if torch.cuda.is_available() else "gloo"
-            if not dist.is_initialized():
-                dist.init_process_group(backend)
-            if torch.cuda.is_available():
-                torch.cuda.set_device(self.local_rank)
-                return torch.device("cuda", self.local_rank)
-            return torch.device("cpu")
-        return resolve_device(self.cfg.device)
+        cfg = self.cfg
+        if role == "main":
+            model_name, kw = cfg.model, dict(cfg.model_kwargs)
+            pre, weights, inits = cfg.pretrained, cfg.weights, [cfg.init]
+        elif role == "flow":
+            model_name, kw = cfg.flow_model or default_flow_model(cfg.model), dict(cfg.flow_model_kwargs)
+            pre, weights, inits = cfg.flow_pretrained, cfg.flow_weights, [cfg.init, cfg.flow_init]
+            if model_info(model_name)["input_spec"].get("modality") != "flow":
+                kw.setdefault("in_channels", 2)
+        else:
+            raise ConfigError(f"network role '{role}' of '{name}' is unknown", "use main or flow (a method bug)")
+        for k in ("num_frames", "size"):
+            if getattr(cfg, k):
+                kw[k] = getattr(cfg, k)
+        model = create_model(model_name, num_classes=num_classes, pretrained=pre, weights=weights, **kw)
+        info = None
+        for init in inits:
+            if not init:
+                continue
+            if role == "flow" and init == cfg.init and not cfg.flow_init:
+                # --init feeds the flow network only from a checkpoint that holds one of that name
+                ck = load_checkpoint(init)
+                if not (is_vdgtool_checkpoint(ck) and name in network_states(ck)):
+                    continue
+            info = init_from_checkpoint(model, init, reset_classifier=cfg.linear_probe, network=name,
+                                        partial_ok=cfg.init_partial)
+            log.info("%s: initialised from %s (%d of %d tensors)", name, init, info["loaded"], info["total"])
+        if cfg.linear_probe or cfg.freeze_backbone:
+            for p in model.backbone_parameters():
+                p.requires_grad_(False)
+        if cfg.linear_probe:
+            model.reset_classifier(num_classes)
+        spec = model.input_spec
+        if cfg.frame_interval:
+            spec = dataclasses.replace(spec, frame_interval=cfg.frame_interval)
+            model.input_spec = spec
+        record = {"model": model.model_name or model_name, "model_kwargs": dict(getattr(model, "create_kwargs", kw)),
+                  "role": role, "input_spec": spec.to_dict()}
+        return model, record, info
 
     def setup(self):
-        from vdgtool.data import build_dataset
         from vdgtool.methods import get_method, parse_hparams
-        from vdgtool.models import create_model
         from vdgtool.video.manifest import read_class_list
 
         cfg = self.cfg
         seed_everything(cfg.seed)
-        self.device = self._setup_device()
+        self.rank, self.local_rank, self.world, self.device = init_distributed(cfg.device)
+        self.is_main = self.rank == 0
         self.class_names = read_class_list(cfg.classes_file) if cfg.classes_file else union_classes(cfg.data)
         if not self.class_names:
             raise ConfigError("the training stores carry no class names", "extract them with labels")
         method_cls = get_method(cfg.method)
         self.hp = parse_hparams(method_cls, cfg.hp)
-        mk = dict(cfg.model_kwargs)
-        for k in ("num_frames", "size"):
-            if getattr(cfg, k):
-                mk[k] = getattr(cfg, k)
-        model = create_model(cfg.model, num_classes=len(self.class_names), pretrained=cfg.pretrained,
-                             weights=cfg.weights, **mk)
-        # everything needed to rebuild the same architecture from the checkpoint alone
-        self.model_kwargs = dict(getattr(model, "create_kwargs", mk))
-        self.init_info = None
-        if cfg.init:
-            self.init_info = init_from_checkpoint(model, cfg.init, reset_classifier=cfg.linear_probe)
-            log.info("initialised from %s (%d tensors; %d not loaded)", cfg.init, self.init_info["loaded"],
-                     len(self.init_info["missing"]))
-        if cfg.linear_probe or cfg.freeze_backbone:
-            for p in model.backbone_parameters():
-                p.requires_grad_(False)
-        if cfg.linear_probe:
-            model.reset_classifier(len(self.class_names))
-        spec = model.input_spec
-        if cfg.frame_interval:
-            import dataclasses
-
-            spec = dataclasses.replace(spec, frame_interval=cfg.frame_interval)
-        self.spec = spec
-        self.method = method_cls(model, len(self.class_names), self.hp, device=self.device,
+        nets, self.network_records, self.init_info = {}, {}, {}
+        for name, role in method_cls.NETWORKS.items():
+            nets[name], self.network_records[name], self.init_info[name] = self._build_network(
+                name, role, len(self.class_names))
+        self.method = method_cls(nets, len(self.class_names), self.hp, device=self.device,
                                  class_names=self.class_names).to(self.device)
-        self.train_ds = build_dataset(cfg.data, spec, True, class_names=self.class_names, seed=cfg.seed,
-                                      domains=cfg.train_domains or None, views=self.method.dataset_views() or None,
-                                      transform_options=dict(scale=(cfg.scale_min, 1.0), flip=cfg.flip,
-                                                             color_jitter=cfg.color_jitter))
+        self.method._event_sink = self._event
+        self.specs = self.method.input_specs()
+        self.spec = self.specs[self.method.INPUTS[0]]
+        self.paired = "flow" in self.specs and "rgb" in self.specs
+        self._check_streams()
+        self.transform_options = dict(scale=(cfg.scale_min, 1.0), flip=cfg.flip, color_jitter=cfg.color_jitter)
+        self.ctx = TrainContext(self)
+        self.train_ds = self._source_dataset()
         if len(self.train_ds) == 0:
             raise InputError("the training stores hold no videos (after the domain filter)", "check --data/--domain")
+        self.target_ds = None
+        if self.method.wants_target() and cfg.target:
+            for p in cfg.target:
+                self._check_target_classes(p)
+            views = self.method.target_views() or None
+            self.target_ds = self.ctx.build_dataset(cfg.target, train=True, hide_labels=True,
+                                                    flow_stores=cfg.target_flow if self.paired else None, views=views)
+            self.target_batch_size = cfg.target_batch_size or cfg.batch_size
         self.val_sets = []
         for v in cfg.val:
             vclasses = union_classes([v])
@@ -220,22 +407,84 @@ class Trainer:
                 raise ConfigError(f"validation store {v} has classes the model does not know: {missing[:5]}",
                                   "validate on stores whose classes are a subset of the training classes")
             self.val_sets.append((os.path.splitext(os.path.basename(v))[0],
-                                  build_dataset([v], spec, False, class_names=self.class_names, seed=cfg.seed,
-                                                num_clips=cfg.val_clips)))
-        # optimizers: one per parameter group of the method
+                                  self.ctx.build_dataset([v], train=False, num_clips=cfg.val_clips,
+                                                         flow_stores=cfg.val_flow if self.paired else None)))
+        self._build_optimizers()
+        if self.world > 1:
+            ddp_kw = {"device_ids": [self.local_rank]} if self.device.type == "cuda" else {}
+            for name in method_cls.NETWORKS:
+                m = getattr(self.method, name)
+                if any(p.requires_grad for p in m.parameters()):
+                    setattr(self.method, name, nn.parallel.DistributedDataParallel(m, **ddp_kw))
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.best = -1.0
+        self.history: list[dict] = []
+
+    def _check_streams(self) -> None:
+        from vdgtool.stores import open_store
+
+        cfg, m = self.cfg, self.method
+        if m.requires_target() and not cfg.target:
+            da = f" with da={self.hp['da']}" if self.hp.get("da", "none") != "none" else ""
+            raise ConfigError(f"method {cfg.method}{da} trains on an unlabelled target stream, but no --target was given",
+                              "pass --target TARGET.h5 (repeatable; its labels are never read)")
+        if cfg.target and not m.wants_target():
+            log.warning("--target is not used by method %s (as configured): it is ignored", cfg.method)
+        if self.paired:
+            for p in cfg.data:
+                st = open_store(p, kind=("clips", "flow"))
+                if st.kind == "flow" or st.conventions.get("kind") == "flow":
+                    raise ConfigError(f"{p} is a flow store given as --data; {cfg.method} reads RGB clips from --data",
+                                      "pass the clip store with --data and its flow store with --flow")
+            for opt, have, want in (("--flow", cfg.flow, cfg.data), ("--val-flow", cfg.val_flow, cfg.val),
+                                    ("--target-flow", cfg.target_flow, cfg.target if m.wants_target() else [])):
+                if want and not have:
+                    raise ConfigError(f"method {cfg.method} reads RGB and flow clips, but no {opt} store is paired "
+                                      f"with {len(want)} store(s)", f"pass the flow store of the same videos with {opt}")
+        elif cfg.flow or cfg.val_flow or cfg.target_flow:
+            log.warning("--flow/--val-flow/--target-flow are not used by method %s (one RGB or flow stream)",
+                        cfg.method)
+
+    def _source_dataset(self):
+        cfg = self.cfg
+        from vdgtool.data import build_for_inputs
+
+        stores, labels_from = list(cfg.data), None
+        if cfg.pseudo:
+            stores += list(cfg.pool)
+            labels_from = [None] * len(cfg.data) + [cfg.pseudo] * len(cfg.pool)
+        flow = cfg.flow if self.paired else None
+        return build_for_inputs(stores, self.specs, True, flow_stores=flow, class_names=self.class_names,
+                                seed=cfg.seed, domains=cfg.train_domains or None,
+                                views=self.method.dataset_views() or None, transform_options=self.transform_options,
+                                labels_from=labels_from, pl_weight=cfg.pl_weight, paired_crop=cfg.paired_crop)
+
+    def _build_optimizers(self) -> None:
+        cfg = self.cfg
         self.optimizers = {}
         for name, params in self.method.parameter_groups().items():
-            params = [p for p in params if p.requires_grad]
-            if not params:
+            groups = []
+            mult = float(self.hp.get(f"{name}_lr_mult", 1.0)) if name != "model" else 1.0
+            for g in params:
+                if isinstance(g, dict):
+                    ps = [p for p in g["params"] if p.requires_grad]
+                    if ps:
+                        groups.append({"params": ps, "lr": cfg.lr * mult * float(g.get("lr_mult", 1.0))})
+                elif g.requires_grad:
+                    if not groups or "_plain" not in groups[-1]:
+                        groups.append({"params": [], "lr": cfg.lr * mult, "_plain": True})
+                    groups[-1]["params"].append(g)
+            for g in groups:
+                g.pop("_plain", None)
+            if not groups:
                 continue
-            lr = cfg.lr * float(self.hp.get(f"{name}_lr_mult", 1.0)) if name != "model" else cfg.lr
             if cfg.optimizer == "sgd":
-                opt = torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                                       nesterov=cfg.momentum > 0)
             elif cfg.optimizer == "adam":
-                opt = torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
+                opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
             else:
-                opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+                opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
             self.optimizers[name] = opt
         if "model" not in self.optimizers:
             raise ConfigError("no trainable parameters in the model", "do not freeze everything")
@@ -246,29 +495,30 @@ class Trainer:
             self.steps_per_epoch = min(self.steps_per_epoch, cfg.max_steps_per_epoch)
         self.schedulers = {n: torch.optim.lr_scheduler.LambdaLR(o, _lr_lambda(cfg, self.steps_per_epoch))
                            for n, o in self.optimizers.items()}
-        use_amp = self.device.type == "cuda" and cfg.amp != "off"
-        fp16 = use_amp and (cfg.amp == "fp16" or not torch.cuda.is_bf16_supported())
-        self.scaler = torch.amp.GradScaler("cuda") if fp16 else None
-        from vdgtool.evaluate.predict import autocast_for
-
+        self.scaler = grad_scaler_for(self.device, cfg.amp)
         self.autocast = autocast_for(self.device, cfg.amp)
-        if self.world > 1:
-            ddp_kw = {"device_ids": [self.local_rank]} if self.device.type == "cuda" else {}
-            self.method.model = nn.parallel.DistributedDataParallel(self.method.model, **ddp_kw)
-        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
-        self.best = -1.0
-        self.history: list[dict] = []
+        # parameters outside the DDP-wrapped networks (method-built modules) get their gradients averaged
+        # across ranks by the Stepper
+        wrapped = {id(p) for n in self.method.NETWORKS for p in getattr(self.method, n).parameters()}
+        self.sync_params = [p for o in self.optimizers.values() for g in o.param_groups for p in g["params"]
+                            if id(p) not in wrapped] if self.world > 1 else []
 
     # -- checkpoints -------------------------------------------------------------------------------
     def run_config(self) -> dict:
-        return {**self.cfg.to_dict(), "model_kwargs": self.model_kwargs, "class_names": self.class_names,
-                "input_spec": self.spec.to_dict(), "hparams": self.hp, "world_size": self.world,
-                "provenance": make_provenance(seed=self.cfg.seed, parents=self.cfg.data + self.cfg.val)}
+        return {**self.cfg.to_dict(), "class_names": self.class_names,
+                "input_spec": self.spec.to_dict(), "networks": self.network_records, "hparams": self.hp,
+                "world_size": self.world, "inputs": list(self.method.INPUTS), "resumed": self.resumed,
+                "provenance": make_provenance(seed=self.cfg.seed, parents=self.cfg.data + self.cfg.val +
+                                              self.cfg.target + self.cfg.flow + self.cfg.target_flow)}
 
     def state(self) -> dict[str, Any]:
+        from vdgtool.methods.base import method_state
+
+        nets = {k: unwrap(m).state_dict() for k, m in self.method.networks().items()}
         return {
-            "model": _unwrap(self.method.model).state_dict(),
-            "extra": {k: _unwrap(m).state_dict() for k, m in self.method.extra_modules().items()},
+            "model": nets[self.method.primary],
+            "networks": nets,
+            "method_state": method_state(self.method),
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
             "scaler": self.scaler.state_dict() if self.scaler else None,
@@ -288,16 +538,32 @@ class Trainer:
             return
         path = max(cands, key=os.path.getmtime)
         ck = load_checkpoint(path, map_location=self.device)
+        if not is_vdgtool_checkpoint(ck):
+            raise CheckpointError(f"{path} is not a vdgtool training checkpoint", "pass --overwrite to start again")
         saved = ck["config"]
-        for key in ("model", "method", "class_names", "seed", "batch_size"):
-            mine = self.run_config()[key]
-            if saved.get(key) != mine:
-                raise ConfigError(f"--resume with {key}={mine!r}, but the run was started with {saved.get(key)!r}",
-                                  "resume with the same options, or pass --overwrite to start again")
-        _unwrap(self.method.model).load_state_dict(ck["model"])
-        for k, m in self.method.extra_modules().items():
-            if k in ck["extra"]:
-                _unwrap(m).load_state_dict(ck["extra"][k])
+        diffs = config_differences(saved, self.cfg.to_dict())
+        recorded = [d for d in diffs if d[0] in RECORDED_CHANGES]
+        diffs = [d for d in diffs if d[0] not in RECORDED_CHANGES]
+        for key in ("class_names",):
+            if saved.get(key) != self.class_names:
+                diffs.append((key, saved.get(key), self.class_names))
+        if diffs:
+            k, a, b = diffs[0]
+            more = f" (and {len(diffs) - 1} more: {', '.join(d[0] for d in diffs[1:4])})" if len(diffs) > 1 else ""
+            raise ConfigError(f"--resume with {k}={b!r}, but the run was started with {a!r}{more}",
+                              "resume with the same options (vdgtool train --resume -o RUN takes them from the run), "
+                              "or pass --overwrite to start again")
+        self.resumed = list(saved.get("resumed") or [])
+        if recorded:
+            self.resumed.append({"epoch": int(ck["epoch"]), "step": int(ck["global_step"]),
+                                 "changed": {k: [a, b] for k, a, b in recorded}})
+            log.warning("resuming with %s", ", ".join(f"{k} {a} -> {b}" for k, a, b in recorded))
+        nets = network_states(ck)
+        for k, m in self.method.networks().items():
+            if k not in nets:
+                raise CheckpointError(f"{path} holds no weights for network '{k}'", "pass --overwrite to start again")
+            unwrap(m).load_state_dict(nets[k])
+        self.method.set_state(ck.get("method_state") or {})
         for k, o in self.optimizers.items():
             o.load_state_dict(ck["optimizers"][k])
         for k, s in self.schedulers.items():
@@ -306,27 +572,62 @@ class Trainer:
             self.scaler.load_state_dict(ck["scaler"])
         self.epoch, self.step_in_epoch = int(ck["epoch"]), int(ck["step_in_epoch"])
         self.global_step, self.best = int(ck["global_step"]), float(ck["best"])
-        # keep the log lines of finished epochs only
+        # keep the records written before the checkpoint only (epoch lines and method events)
         res = os.path.join(self.run_dir, "results.jsonl")
         if os.path.exists(res):
+            kept = []
             with open(res) as f:
-                self.history = [json.loads(line) for line in f if line.strip()]
-            self.history = [h for h in self.history if h["epoch"] < self.epoch]
+                for line in f:
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:  # a line cut by the interruption
+                        continue
+                    if rec.get("step", 0) > self.global_step:
+                        continue
+                    if "event" not in rec and rec.get("epoch", 0) >= self.epoch:
+                        continue
+                    kept.append(rec)
+            self.history = [r for r in kept if "event" not in r]
             if self.is_main:
-                self._rewrite_results()
+                _atomic_write(res, "".join(json.dumps(r, default=str) + "\n" for r in kept))
+                self._write_metrics_csv()
         log.info("resumed from %s at epoch %d step %d", path, self.epoch, self.step_in_epoch)
 
     # -- logging -------------------------------------------------------------------------------------
-    def _rewrite_results(self) -> None:
-        with open(os.path.join(self.run_dir, "results.jsonl"), "w") as f:
-            for h in self.history:
-                f.write(json.dumps(h) + "\n")
+    def _append_result(self, rec: dict) -> None:
+        if self.is_main:
+            with open(os.path.join(self.run_dir, "results.jsonl"), "a") as f:
+                f.write(json.dumps(rec, default=str) + "\n")
+
+    def _write_metrics_csv(self) -> None:
         flat = [_flatten(h) for h in self.history]
         cols = sorted({k for r in flat for k in r}, key=lambda c: (c != "epoch", c))
-        with open(os.path.join(self.run_dir, "metrics.csv"), "w", newline="") as f:
+        path = os.path.join(self.run_dir, "metrics.csv")
+        tmp = path + ".partial"
+        with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=cols)
             w.writeheader()
             w.writerows(flat)
+        os.replace(tmp, path)
+
+    def _event(self, name: str, data: dict) -> None:
+        rec = {"event": name, "epoch": self.epoch, "step": self.global_step, **data}
+        self._append_result(json.loads(json.dumps(rec, default=_jsonable)))
+        for lg in self.loggers:
+            lg.log_event(self.global_step, name, data)
+
+    def _build_loggers(self) -> None:
+        names = [n for n in self.cfg.logger if n != "csv"]
+        if not names or not self.is_main:
+            return
+        try:
+            from vdgtool.train.loggers import build_loggers
+        except ImportError as exc:
+            raise ConfigError(f"loggers {names} are not available in this installation ({exc})",
+                              "drop --logger or update vdgtool") from None
+        self.loggers = build_loggers(names, self.run_dir, self.run_config())
+        for lg in self.loggers:
+            lg.log_hparams(self.run_config())
 
     # -- signals ---------------------------------------------------------------------------------------
     def _install_signals(self):
@@ -349,37 +650,53 @@ class Trainer:
             signal.signal(s, h)
 
     # -- loop -------------------------------------------------------------------------------------------
+    def _restore_train_mode(self) -> None:
+        self.method.train()
+        if self.cfg.freeze_bn or self.cfg.linear_probe:
+            for n in self.method.NETWORKS:
+                _freeze_bn(unwrap(getattr(self.method, n)))
+
     def evaluate(self) -> dict:
         from vdgtool.evaluate.metrics import summarize
         from vdgtool.evaluate.predict import predict_dataset
 
         out = {}
-        model = _unwrap(self.method.model)
         for name, ds in self.val_sets:
-            p = predict_dataset(model, ds, device=self.device, batch_size=self.cfg.batch_size,
+            p = predict_dataset(self.method, ds, device=self.device, batch_size=self.cfg.batch_size,
                                 workers=self.cfg.workers, amp=self.cfg.amp, desc=f"val {name}")
             s = summarize(p["probs"], p["labels"], p["domains"], self.class_names, ds.domains)
             out[name] = {"top1": s["top1"], "mean_class": s["mean_class"], "n": s["n"]}
+            for sname, probs in p["streams"].items():
+                ss = summarize(probs, p["labels"], p["domains"], self.class_names, ds.domains)
+                out[name].setdefault("streams", {})[sname] = {"top1": ss["top1"], "mean_class": ss["mean_class"]}
+        self._restore_train_mode()
         return out
 
     def fit(self) -> dict:
-        from vdgtool.evaluate.predict import make_loader
         from vdgtool.methods import Stepper
 
         cfg = self.cfg
+        self.setup()
         if self.is_main:
             os.makedirs(os.path.join(self.run_dir, "checkpoints"), exist_ok=True)
         else:
             import logging
 
             get_logger().setLevel(logging.WARNING)  # rank 0 speaks for the job
-        self.setup()
+        self.method.setup(self.ctx)
         if self.resume:
             self.try_resume()
+        elif self.is_main:
+            res = os.path.join(self.run_dir, "results.jsonl")
+            if os.path.exists(res):
+                os.remove(res)
         if self.is_main:
-            with open(os.path.join(self.run_dir, "config.json"), "w") as f:
-                json.dump(self.run_config(), f, indent=2, default=str)
-        stepper = Stepper(self.optimizers, self.scaler, cfg.clip_grad, self.autocast)
+            _atomic_write(os.path.join(self.run_dir, "config.json"),
+                          json.dumps(self.run_config(), indent=2, default=str))
+        self._build_loggers()
+        stepper = Stepper(self.optimizers, self.scaler, cfg.clip_grad, self.autocast,
+                          allow_nonfinite=cfg.allow_nonfinite)
+        stepper.sync_params, stepper.world = self.sync_params, self.world
         self._install_signals()
         try:
             while self.epoch < cfg.epochs:
@@ -387,13 +704,16 @@ class Trainer:
         finally:
             self._restore_signals()
         summary = {"run_dir": self.run_dir, "epochs": cfg.epochs, "final": self.history[-1] if self.history else {},
-                   "best_val_top1": self.best if self.val_sets else None, "method": cfg.method, "model": cfg.model}
+                   "best_val_top1": self.best if self.val_sets else None, "method": cfg.method, "model": cfg.model,
+                   "method_state": _summary_state(self.method)}
         if self.is_main:
             pre = os.path.join(self.run_dir, "checkpoints", "preempt.pt")
             if os.path.exists(pre):
                 os.remove(pre)
             with open(os.path.join(self.run_dir, "done"), "w") as f:
                 json.dump(summary, f, indent=2, default=str)
+            for lg in self.loggers:
+                lg.close(summary)
         if self.world > 1:
             import torch.distributed as dist
 
@@ -402,65 +722,89 @@ class Trainer:
         summary["rank"] = self.rank
         return summary
 
+    def _progress(self) -> None:
+        p = self.method.progress
+        p.epoch, p.step_in_epoch, p.global_step = self.epoch, self.step_in_epoch, self.global_step
+        p.steps_per_epoch, p.epochs = self.steps_per_epoch, self.cfg.epochs
+
     def _run_epoch(self, stepper, make_loader) -> None:
         cfg = self.cfg
         epoch = self.epoch
-        self.method.train()
-        if cfg.freeze_bn or cfg.linear_probe:
-            _freeze_bn(_unwrap(self.method.model))
+        self._restore_train_mode()
+        self._progress()
         self.method.on_epoch_start(epoch)
         self.train_ds.set_epoch(epoch)
         sampler = EpochSampler(len(self.train_ds), cfg.seed, epoch, self.rank, self.world,
                                start=self.step_in_epoch * cfg.batch_size)
         loader = make_loader(self.train_ds, cfg.batch_size, cfg.workers, sampler=sampler, drop_last=self.drop_last,
                              device=self.device)
+        titer = None
+        if self.target_ds is not None:
+            tb = self.target_batch_size
+            tsampler = StreamSampler(len(self.target_ds), cfg.seed, self.rank, self.world, start=self.global_step * tb)
+            titer = iter(make_loader(self.target_ds, tb, cfg.workers, sampler=tsampler, device=self.device))
         t0 = time.time()
         sums: dict[str, float] = {}
-        count = 0
+        counts: dict[str, int] = {}
         seen = 0
+        skipped0 = stepper.skipped
         remaining = self.steps_per_epoch - self.step_in_epoch
         bar = progress(total=max(0, remaining), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step")
         for batch in loader:
             if self.step_in_epoch >= self.steps_per_epoch:
                 break
-            batch = {k: (v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
-                     for k, v in batch.items()}
+            batches = {"source": to_device(batch, self.device)}
+            if titer is not None:
+                batches["target"] = to_device(next(titer), self.device)
             torch.manual_seed(derive_seed(cfg.seed, "step", epoch, self.step_in_epoch, self.rank))
-            metrics = self.method.training_step(batch, stepper)
+            self._progress()
+            stepper.where = f"epoch {epoch + 1} step {self.step_in_epoch + 1} (global step {self.global_step + 1})"
+            metrics = self.method.training_step(batches, stepper)
+            stepper.end_iteration()
             for s in self.schedulers.values():
                 s.step()
             for k, v in metrics.items():
-                if v == v:  # skip NaN
+                if isinstance(v, (int, float)) and v == v:  # NaN: a metric without labelled rows
                     sums[k] = sums.get(k, 0.0) + float(v)
-            count += 1
+                    counts[k] = counts.get(k, 0) + 1
             seen += len(batch["label"])
             self.step_in_epoch += 1
             self.global_step += 1
+            if self.loggers:
+                for lg in self.loggers:
+                    lg.log_step(self.global_step, {**{k: float(v) for k, v in metrics.items()
+                                                      if isinstance(v, (int, float))},
+                                                   "lr": self.optimizers["model"].param_groups[0]["lr"]})
             bar.update(1)
             if self._stop_signal is not None:
                 bar.close()
                 self.save("preempt.pt")
                 raise Preempted(f"training stopped by signal {self._stop_signal} at epoch {epoch + 1} step "
                                 f"{self.step_in_epoch}; checkpoint saved in {self.run_dir}/checkpoints/preempt.pt",
-                                f"continue with: vdgtool train --resume -o {self.run_dir} (same options)")
+                                f"continue with: vdgtool train --resume -o {self.run_dir}")
         bar.close()
+        self._progress()
+        self.method.on_epoch_end(epoch)
         dt = time.time() - t0
         rec = {"epoch": epoch, "step": self.global_step,
-               **{f"train_{k}": v / max(1, count) for k, v in sums.items()},
+               **{f"train_{k}": v / max(1, counts[k]) for k, v in sums.items()},
                "lr": self.optimizers["model"].param_groups[0]["lr"], "time_s": round(dt, 3),
                "clips_per_s": round(seen * self.world / max(dt, 1e-9), 2)}
+        if stepper.skipped > skipped0:
+            rec["skipped_nonfinite"] = stepper.skipped - skipped0
+        mm = self.method.epoch_metrics()
+        if mm:
+            rec["method"] = json.loads(json.dumps(mm, default=_jsonable))
         val = self.evaluate() if (self.val_sets and self.is_main) else {}
-        if self.world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
+        barrier(self.world)
         if val:
             rec["val"] = val
         self.epoch += 1
         self.step_in_epoch = 0
         self.history.append(rec)
         if self.is_main:
-            self._rewrite_results()
+            self._append_result(rec)
+            self._write_metrics_csv()
             self.save("last.pt")
             if cfg.save_every and self.epoch % cfg.save_every == 0:
                 self.save(f"epoch_{self.epoch:03d}.pt")
@@ -470,10 +814,34 @@ class Trainer:
                 self.save("best.pt")
             elif not val:
                 self.save("best.pt")  # no validation: best = last (documented)
+            for lg in self.loggers:
+                lg.log_epoch(epoch, self.global_step, rec)
         msg = ", ".join(f"{k}={v:.4g}" for k, v in rec.items() if isinstance(v, float) and k != "time_s")
         if val:
             msg += ", " + ", ".join(f"{n}: top1={m['top1']:.3f}" for n, m in val.items())
         log.info("epoch %d/%d: %s", epoch + 1, cfg.epochs, msg)
+
+
+def _jsonable(v):
+    if isinstance(v, torch.Tensor):
+        return v.tolist()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, (np.integer, np.floating)):
+        return v.item()
+    return str(v)
+
+
+def _summary_state(method) -> dict:
+    """The method state in the ``done`` summary, when it is small (e.g. the searched augmentations)."""
+    try:
+        from vdgtool.methods.base import method_state
+
+        st = method_state(method)
+    except VdgError:
+        return {}
+    text = json.dumps(st, default=_jsonable)
+    return json.loads(text) if len(text) < 20000 else {"keys": sorted(st)}
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -499,3 +867,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
             elif os.path.exists(p):
                 os.remove(p)
     return Trainer(cfg, resume=resume, overwrite=overwrite).fit()
+
+
+__all__ = ["EpochSampler", "Preempted", "StreamSampler", "TrainContext", "Trainer", "config_differences",
+           "default_flow_model", "init_from_checkpoint", "train", "union_classes"]
