@@ -620,3 +620,32 @@ def test_torchrun_two_stream_with_target(data, tmp_path):
     assert len(k0) == len(k1) >= 2 and all(not set(a) & set(b) for a, b in zip(k0, k1))
     ck = _weights(out)
     assert set(ck["networks"]) >= {"rgb", "flow"}
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_process_group_with_workers_checkpoints(data, tmp_path):
+    """SLURM pre-emption signals the whole process group: with DataLoader workers the main process must still
+    write preempt.pt and exit with its one-line message (the workers ignore the signal)."""
+    import time
+
+    out = tmp_path / "pg"
+    vdg = os.path.join(os.path.dirname(sys.executable), "vdgtool")
+    cmd = [vdg if os.path.exists(vdg) else "vdgtool", "train", "--data", data["src"], "--model", "test_c3d",
+           "--size", "32", "--epochs", "60", "--batch-size", "1", "--workers", "2", "-o", str(out)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 240
+    while time.time() < deadline and not (out / "checkpoints" / "last.pt").exists():
+        time.sleep(0.2)  # wait for the first finished epoch: the run is then mid-epoch 2 with live workers
+    assert (out / "checkpoints" / "last.pt").exists(), p.communicate(timeout=5)
+    time.sleep(0.5)
+    os.killpg(p.pid, signal.SIGTERM)
+    _, err = p.communicate(timeout=240)
+    assert p.returncode == 1, err[-2000:]
+    assert "--resume" in err and "Traceback" not in err and "internal error" not in err
+    ck = torch.load(out / "checkpoints" / "preempt.pt", weights_only=True)
+    stop = int(ck["epoch"])
+    r = subprocess.run(cmd[:cmd.index("--epochs") + 1] + [str(stop + 1)] + cmd[cmd.index("--epochs") + 2:]
+                       + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (out / "done").exists() and not (out / "checkpoints" / "preempt.pt").exists()
