@@ -10,6 +10,7 @@ import torch
 from vdgtool.errors import ConfigError, InputError
 from vdgtool.evaluate.metrics import plot_confusion, summarize
 from vdgtool.evaluate.predict import predict_dataset
+from vdgtool.stores.base import refuse_output_in_inputs
 from vdgtool.stores.table import TableStoreWriter
 from vdgtool.utils.provenance import make_provenance
 
@@ -40,6 +41,7 @@ def evaluate(ckpt: str, stores: list[str], *, device="cpu", num_clips: int = 1, 
              batch_size: int = 16, workers: int = 0, amp: str = "auto", seed: int = 0,
              fuse: str | None = None, fuse_data: list[str] | None = None, fusion: str = "softmax",
              predictions: str | None = None, confusion: str | None = None, overwrite: bool = False) -> dict:
+    refuse_output_in_inputs([predictions, confusion], [ckpt, fuse, *stores, *(fuse_data or [])])
     model, class_names, info = load_model(ckpt, device)
     ds = _dataset(stores, model.input_spec, class_names, num_clips, num_crops, seed)
     p = predict_dataset(model, ds, device=device, batch_size=batch_size, workers=workers, amp=amp, desc="eval")
@@ -91,6 +93,7 @@ def extract_features(ckpt: str | None, stores: list[str], out: str, *, model_nam
                      workers: int = 0, amp: str = "auto", dtype: str = "float16", seed: int = 0,
                      overwrite: bool = False) -> dict:
     """Pooled clip features (averaged over test clips) of every video -> a feature store."""
+    refuse_output_in_inputs(out, [ckpt, weights, *stores])
     model, class_names, info = load_model(ckpt, device, model_name, weights)
     ds = _dataset(stores, model.input_spec, class_names, num_clips, 1, seed)
     p = predict_dataset(model, ds, device=device, batch_size=batch_size, workers=workers, amp=amp, features=True,

@@ -91,7 +91,8 @@ def compute_flow_store(clip_store: str, out: str, backend: FlowBackend, *, strid
     conv.update({"num_shards": num_shards, "shard_index": shard_index})
     prov = make_provenance(seed=seed, parents=[clip_store])
     writer = VideoStoreWriter(out, "flow", classes=src.classes, domains=src.domains, conventions=conv,
-                              provenance=prov, encoding="raw", resume=resume, overwrite=overwrite)
+                              provenance=prov, encoding="raw", resume=resume, overwrite=overwrite,
+                              input_digest=_store_digest(src), inputs=[clip_store])
     meta = src.meta
     todo = [r for r in rows if meta["key"][r] not in writer.done_keys]
     res = FlowResult(path=out, skipped_resume=len(rows) - len(todo), backend=backend.name)
@@ -140,6 +141,17 @@ def compute_flow_store(clip_store: str, out: str, backend: FlowBackend, *, strid
                   zip(st.errors.get("key", []), st.errors.get("source", []), st.errors.get("reason", []))]
     st.close()
     return res
+
+
+def _store_digest(st) -> str:
+    """What a resumed flow run must read again: the parent's videos (keys, manifest order, frame counts)."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256(json.dumps([st.classes, st.conventions], sort_keys=True, default=str).encode())
+    for k, i, n in zip(st.meta["key"].tolist(), st.meta["index"].tolist(), st.meta["num_frames"].tolist()):
+        h.update(json.dumps([k, i, n]).encode("utf-8", "surrogateescape"))
+    return h.hexdigest()[:32]
 
 
 # -- loose image pairs --------------------------------------------------------------------------------
@@ -201,6 +213,9 @@ def flow_pairs(pairs: list[tuple[str, str, str | None]], output: str | None, bac
         if len(set(names)) != len(names):
             names = [f"{i:06d}_{n}" for i, n in enumerate(names)]
         outs = [os.path.join(output, n + ".flo") for n in names]
+    from vdgtool.stores.base import refuse_output_in_inputs
+
+    refuse_output_in_inputs(outs, [p for pair in pairs for p in pair])
     imgs = []
     for a, b, gt in pairs:
         ia, ib = read_image(a), read_image(b)

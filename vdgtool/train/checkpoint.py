@@ -57,6 +57,27 @@ def is_vdgtool_checkpoint(obj: dict) -> bool:
     return obj.get("format") == FORMAT and "config" in obj and "model" in obj
 
 
+def checked_config(ck: dict) -> dict:
+    """The config of a vdgtool checkpoint, refused (CheckpointError) unless it can rebuild the model:
+    a dict with a model name, a list of class names and (optional) model kwargs as a dict."""
+    where = ck.get("_path", "checkpoint")
+    cfg = ck.get("config")
+    remedy = "the checkpoint is damaged or was not written by vdgtool train; use another checkpoint"
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{where} has a config of type {type(cfg).__name__}, not a dict", remedy)
+    if not isinstance(cfg.get("model"), str) or not cfg["model"]:
+        raise CheckpointError(f"{where} names no model in its config", remedy)
+    names = cfg.get("class_names")
+    if not isinstance(names, list) or not names or not all(isinstance(c, str) for c in names):
+        raise CheckpointError(f"{where} has no class names in its config (class_names: "
+                              f"{type(names).__name__})", remedy)
+    if not isinstance(cfg.get("model_kwargs", {}), dict):
+        raise CheckpointError(f"{where} has model_kwargs that are not a dict", remedy)
+    if not isinstance(ck.get("model"), dict):
+        raise CheckpointError(f"{where} holds no model weights (a {type(ck.get('model')).__name__})", remedy)
+    return cfg
+
+
 def build_from_checkpoint(path_or_obj, device="cpu", num_classes: int | None = None):
     """(model, config) from a vdgtool checkpoint; the model is in eval mode on ``device``."""
     from vdgtool.models import create_model
@@ -66,11 +87,11 @@ def build_from_checkpoint(path_or_obj, device="cpu", num_classes: int | None = N
         raise CheckpointError(f"{ck.get('_path', 'checkpoint')} is not a vdgtool training checkpoint "
                               "(no model config inside)",
                               "pass a checkpoint written by vdgtool train, or use --model NAME --weights FILE")
-    cfg = ck["config"]
+    cfg = checked_config(ck)
     model = create_model(cfg["model"], num_classes=len(cfg["class_names"]), **cfg.get("model_kwargs", {}))
     try:
         model.load_state_dict(ck["model"])
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"the weights in {ck.get('_path')} do not fit model {cfg['model']} "
                               f"({' '.join(str(exc).split())[:160]})", "check the model kwargs") from None
     model.to(device).eval()
