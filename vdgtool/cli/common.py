@@ -29,7 +29,7 @@ def run_cli(group: click.Group, argv=None):
 
     def fail(code: int, cause: str, remedy: str | None, prefix: str = "error") -> None:
         line = f"{cause}; {remedy}" if remedy else cause
-        click.echo(f"vdgtool: {prefix}: {line}", err=True)
+        click.echo(printable(f"vdgtool: {prefix}: {line}"), err=True)  # file names may hold non-UTF-8 bytes
         if as_json and not _STATE["emitted"]:
             click.echo(json.dumps({"error": cause, "remedy": remedy, "exit_code": code}))
         sys.exit(code)

@@ -8,7 +8,8 @@ from vdgtool.cli.common import FiniteFloat, batch_job_options, device_option, re
 from vdgtool.video.decode import MAX_PIXELS
 
 
-def _range(text):
+def _range(ctx, param, text):
+    """LOW,HIGH -> (low, high); checked while parsing, so a bad range is a usage error (exit 2)."""
     if text is None:
         return None
     import math
@@ -34,14 +35,14 @@ def _range(text):
 @click.option("--preset", type=click.Choice(["mm2024", "depthstillation"]), default="mm2024", show_default=True,
               help="Motion preset: mm2024 (16 frames, 1-2 deg, 0.01-0.02, 384x384) or depthstillation "
                    "(5-10 deg, 0.1-0.2, source size, 2 frames).")
-@click.option("--frames", type=click.IntRange(1, None), default=None, help="Frames per video (default: the preset's).")
+@click.option("--frames", type=click.IntRange(1, 1024), default=None, help="Frames per video (default: the preset's).")
 @click.option("--size", default=None,
               help="Output size: 384 (square, as the MM 2024 code), WIDTHxHEIGHT (640x480) or source "
                    "(default: the preset's).")
 @click.option("--trajectory", type=click.Choice(["random", "constant"]), default="random", show_default=True,
               help="random: a new random motion every step; constant: one motion repeated (constant velocity).")
-@click.option("--rot-range", default=None, help="Per-axis rotation per step in degrees, LOW,HIGH (random signs).")
-@click.option("--trans-range", default=None,
+@click.option("--rot-range", default=None, callback=_range, help="Per-axis rotation per step in degrees, LOW,HIGH (random signs).")
+@click.option("--trans-range", default=None, callback=_range,
               help="Per-axis translation per step, LOW,HIGH (random signs); in crop2d the pan/zoom fraction.")
 @click.option("--fill", type=click.Choice(["telea", "torch", "none"]), default="telea", show_default=True,
               help="Hole filling: OpenCV Telea inpainting (as the paper's code) or a fast torch push-pull fill.")
@@ -83,7 +84,7 @@ def synth_video(input_path, output, depth, mode, preset, frames, size, trajector
 
     man = load_manifest(input_path, domain=domain, classes_file=classes_file)
     opts = SynthOptions(mode=mode, preset=preset, frames=frames, size=size if size is not None else "preset",
-                        trajectory=trajectory, rot_deg=_range(rot_range), trans=_range(trans_range), fill=fill,
+                        trajectory=trajectory, rot_deg=rot_range, trans=trans_range, fill=fill,
                         save_flow=save_flow, save_depth=save_depth, fps=fps, redepth=redepth, max_pixels=max_pixels)
     res = run(man, output, depth=depth, opts=opts, device=resolve_device(device), batch_size=batch_size,
               num_shards=num_shards, shard_index=shard_index, resume=resume, overwrite=overwrite, seed=seed,

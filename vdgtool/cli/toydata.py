@@ -18,9 +18,9 @@ TOY_KINDS: dict[str, str] = {
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--kind", type=click.Choice(sorted(TOY_KINDS)), default="motion", show_default=True,
               help="Which toy: motion = real mp4 vs animated GIF, classes are motion directions.")
-@click.option("--size", type=click.IntRange(min=16), default=64, show_default=True, help="Frame side in pixels.")
-@click.option("--frames", type=click.IntRange(min=2), default=16, show_default=True, help="Frames per clip.")
-@click.option("--videos-per-class", type=click.IntRange(min=1), default=32, show_default=True,
+@click.option("--size", type=click.IntRange(16, 1024), default=64, show_default=True, help="Frame side in pixels.")
+@click.option("--frames", type=click.IntRange(2, 1024), default=16, show_default=True, help="Frames per clip.")
+@click.option("--videos-per-class", type=click.IntRange(1, 100_000), default=32, show_default=True,
               help="Clips per class and domain.")
 @click.option("--bias", type=FiniteFloat(0, 1), default=0.7, show_default=True,
               help="Probability that a real clip's background hue matches its class (the spatial shortcut).")

@@ -202,6 +202,16 @@ class StoreReader:
     def _load(self, f: h5py.File) -> None:  # pragma: no cover - overridden
         pass
 
+    def _check_indices(self) -> None:
+        """Labels and domains must index the stored class and domain lists (-1 = none)."""
+        for col, names in (("label", self.classes), ("domain", self.domains)):
+            v = np.asarray(self.meta.get(col, []))
+            if len(v) and (v.min() < -1 or v.max() >= len(names)):
+                bad = int(v[(v < -1) | (v >= len(names))][0])
+                raise StoreError(f"{self.path} has a {col} {bad} outside its {len(names)} "
+                                 f"{'classes' if col == 'label' else 'domains'}",
+                                 "the store is damaged; re-create it")
+
     @property
     def h5(self) -> h5py.File:
         """The file handle, opened on first use in each process (DataLoader workers included)."""
@@ -255,13 +265,17 @@ def read_meta(group: h5py.Group, columns: dict) -> dict[str, np.ndarray]:
         if ds.ndim != 1:
             raise StoreError(f"{_where(group)}: metadata column {group.name}/{name} has shape {ds.shape}, not (N,)",
                              "the store is damaged; re-create it")
+        kind = "str" if dtype == "str" else np.dtype(dtype).kind
+        ok = (h5py.check_string_dtype(ds.dtype) is not None if kind == "str" else
+              np.issubdtype(ds.dtype, np.integer) if kind in "iu" else np.issubdtype(ds.dtype, np.number))
+        if not ok:
+            want = {"str": "strings", "i": "integers", "u": "integers"}.get(kind, "numbers")
+            raise StoreError(f"{_where(group)}: metadata column {group.name}/{name} holds {ds.dtype}, not {want}",
+                             "the store is damaged; re-create it")
         if dtype == "str":
             out[name] = np.array([_decode(v) for v in ds[()]], dtype=object) if ds.shape[0] else np.array(
                 [], dtype=object)
         else:
-            if not np.issubdtype(ds.dtype, np.number):
-                raise StoreError(f"{_where(group)}: metadata column {group.name}/{name} holds {ds.dtype}, "
-                                 "not numbers", "the store is damaged; re-create it")
             out[name] = ds[()]
     return out
 

@@ -81,8 +81,9 @@ class OutputLock:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as exc:
-                raise StoreError(f"cannot create the lock file {self.path} ({exc.strerror})",
-                                 "write the output to a folder you can write to") from None
+                folder = os.path.dirname(os.path.abspath(self.path))
+                raise StoreError(f"cannot write in the output folder {folder} (creating {os.path.basename(self.path)}: "
+                                 f"{exc.strerror})", "choose an -o in a folder you can write to") from None
             if fcntl is None:
                 os.close(fd)
                 return self._acquire_pidfile()

@@ -19,7 +19,7 @@ from vdgtool.errors import InputError, StoreError
 from vdgtool.stores import schema as S
 from vdgtool.stores.base import STR, StoreReader, read_meta, str_array, write_json_attr
 from vdgtool.stores.checksum import crc_update, stamp
-from vdgtool.stores.video import output_errors
+from vdgtool.stores.video import ensure_room, output_errors
 
 
 class TableStoreWriter:
@@ -80,6 +80,8 @@ class TableStoreWriter:
         if len(sizes) != 1:
             raise StoreError(f"arrays of different lengths {sizes}", "this is a bug in the caller")
         b = sizes.pop()
+        ensure_room(self.path, sum(a.nbytes for a in arrays.values()), sum(ds.size * ds.dtype.itemsize
+                                                                          for ds in self.arrays.values()))
         if self.n and set(arrays) != set(self.arrays.keys()):
             raise StoreError(f"appended arrays {sorted(arrays)} differ from the earlier rows' "
                              f"{sorted(self.arrays.keys())}", "append the same arrays on every call")
@@ -170,6 +172,7 @@ class TableStore(StoreReader):
             elif len(self.meta[c]) != n:
                 raise StoreError(f"{self.path}: metadata column {c} has {len(self.meta[c])} rows, key has {n}",
                                  "the store is damaged; re-create it")
+        self._check_indices()
         self.array_names = sorted(k for k in f["arrays"].keys() if isinstance(f["arrays"][k], h5py.Dataset))
         self.shapes = {k: f["arrays"][k].shape for k in self.array_names}
 

@@ -107,7 +107,12 @@ def _verify_video(st: VideoStore, decode: bool) -> tuple[list[str], int, int]:
     idx = np.asarray(meta["index"])
     if len(idx) and (len(np.unique(idx)) != n or np.any(np.diff(idx) < 0)):
         problems.append("manifest indices are not unique and ascending (rows must be in manifest order)")
-    if st.errors:
+    if "errors" not in st.h5:
+        problems.append("no /errors group (every writer records its skipped inputs there)")
+    else:
+        lost = [c for c in S.ERROR_META if c not in st.errors]
+        if lost:
+            problems.append(f"/errors lacks the column(s) {', '.join(lost)}")
         lens = {c: len(v) for c, v in st.errors.items()}
         if len(set(lens.values())) > 1:
             problems.append(f"/errors columns have different lengths {lens}")
@@ -211,7 +216,7 @@ def merge(shards: list[str], out: str, overwrite: bool = False, allow_partial: b
 
     from vdgtool.stores.base import read_json_attr, refuse_output_in_inputs, write_json_attr
     from vdgtool.stores.lock import OutputLock
-    from vdgtool.stores.video import check_output_path, output_errors
+    from vdgtool.stores.video import check_output_path, ensure_room, output_errors
     from vdgtool.utils.provenance import make_provenance
 
     if not shards:
@@ -248,6 +253,7 @@ def merge(shards: list[str], out: str, overwrite: bool = False, allow_partial: b
         raise InputError(f"{out} already exists", "pass --overwrite or choose another -o")
     tmp = out + ".partial"
     with OutputLock(out), output_errors(out):
+        ensure_room(out, sum(os.path.getsize(p) for p in shards))
         try:
             res = merge_video_segments(list(shards), tmp, check_complete=True,
                                        provenance=make_provenance(parents=shards),

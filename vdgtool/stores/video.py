@@ -257,6 +257,8 @@ class VideoStoreWriter:
             raise StoreError(f"video {key}: expected a (T, H, W, C) array, got shape {frames.shape}",
                              "this is a bug in the caller")
         with output_errors(self.path):
+            ensure_room(self.path, frames.nbytes + sum(np.asarray(a).nbytes for a in (extras or {}).values()),
+                        self._seg_bytes)
             f = self._ensure_segment()
             row = len(self._seg_rows["key"])  # videos only: add_error also counts in _seg_n
             _write_array(f["data"], f"{row:08d}", frames, self.encoding if frames.dtype == np.uint8 and
@@ -306,6 +308,7 @@ class VideoStoreWriter:
             with output_errors(self.path):
                 self._close_segment()
                 segs = sorted(glob.glob(os.path.join(glob.escape(self.segdir), "seg-*.h5")))
+                ensure_room(self.path, sum(os.path.getsize(p) for p in segs))  # the merge copies every segment
                 merge_video_segments(segs, tmp, header=self)
                 os.replace(tmp, self.path)
             shutil.rmtree(self.segdir, ignore_errors=True)
@@ -382,6 +385,40 @@ class output_errors:
         if exc_type is not None and issubclass(exc_type, OSError) and not isinstance(exc, StoreError):
             raise write_error(self.path, exc) from None
         return False
+
+
+#: free space a writer leaves on the device (metadata, the final merge's header, other processes)
+RESERVE_BYTES = 16 << 20
+
+
+def ensure_room(path: str, nbytes: int, file_bytes: int = 0) -> None:
+    """Refuse (StoreError) before writing ``nbytes`` more into a file of ``file_bytes`` when the device lacks
+    the space or the process's file-size limit would be passed.
+
+    HDF5 does not survive a failed write well (its cached metadata cannot be flushed, and closing the file
+    can crash the process), so a full disk is detected before the write, while the open segment can still
+    be closed cleanly and kept for --resume.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        st = os.statvfs(folder)
+        free = st.f_bavail * st.f_frsize
+    except (OSError, AttributeError):  # no statvfs (Windows) or an odd file system: let the write tell
+        free = None
+    if free is not None and free < nbytes + RESERVE_BYTES:
+        raise StoreError(f"no space left on the device for {path} ({nbytes / 2**20:.1f} MiB more to write, "
+                         f"{free / 2**20:.1f} MiB free in {folder})",
+                         "free space or write elsewhere with -o; finished work is kept and --resume continues")
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError):
+        return
+    if soft != resource.RLIM_INFINITY and soft >= 0 and file_bytes + nbytes + (1 << 20) > soft:
+        raise StoreError(f"writing {path} would pass this process's file-size limit of {soft / 2**20:.1f} MiB",
+                         "raise the limit (ulimit -f) or write smaller shards (--num-shards); finished work is "
+                         "kept and --resume continues")
 
 
 def write_error(path: str, exc: OSError) -> StoreError:
@@ -584,6 +621,7 @@ class VideoStore(StoreReader):
             self.meta.setdefault(c, np.array([""] * n, dtype=object))
         for c in ("fps",):
             self.meta.setdefault(c, np.zeros(n, np.float32))
+        self._check_indices()
         self.errors = read_meta(f["errors"], S.ERROR_META) if "errors" in f else {}
         self.extras = sorted(f["extras"].keys()) if "extras" in f else []
         self.encoding = self.conventions.get("encoding", "raw")

@@ -35,6 +35,8 @@ def parse_size(text) -> tuple[int, int] | None:
         raise InputError(f"cannot read size '{text}'", "use 384 (square), WIDTHxHEIGHT like 640x480, or source") from None
     if min(size) < 2:
         raise InputError(f"size {text} is too small", "use at least 2x2 pixels")
+    if max(size) > 8192:
+        raise InputError(f"size {text} is larger than 8192 pixels on a side", "use e.g. 384 or 640x480")
     return size
 
 
@@ -136,8 +138,11 @@ def load_image(path: str, max_pixels: int | None = None) -> np.ndarray:
     kind = file_kind(path)
     if kind not in ("file", "missing"):
         raise DecodeError(f"{path} is a {kind}, not an image file", "remove it from the dataset")
+    import warnings
+
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings(), Image.open(path) as im:  # vdgtool applies its own limit
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             w, h = im.size
             if w * h > limit:
                 raise DecodeError(f"image {path} claims {w}x{h} pixels ({w * h / 1e6:.0f} M), above the limit of "

@@ -62,6 +62,11 @@ class DecodeOptions:
             raise InputError(f"size {self.size} is not WIDTHxHEIGHT", "use e.g. 160x120")
         if isinstance(self.size, int) and not isinstance(self.size, bool) and self.size < 1:
             self.size = None
+        out_area = (self.size[0] * self.size[1] if isinstance(self.size, tuple) else
+                    self.size * self.size if isinstance(self.size, int) else 0)
+        if out_area > self.max_pixels:
+            raise InputError(f"--size {self.size} gives frames of more than {self.max_pixels / 1e6:.1f} M pixels "
+                             "(--max-pixels)", "use a smaller --size (0 keeps the source size)")
 
     def check_area(self, path: str, w: int, h: int) -> None:
         """Refuse a source whose frames exceed ``max_pixels`` (before any frame is decoded)."""
@@ -333,8 +338,12 @@ def read_gif(path: str, size=None, max_pixels: int = MAX_PIXELS, frame_limit: in
     """
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
+    import warnings
+
     try:
-        im = Image.open(path)
+        with warnings.catch_warnings():  # vdgtool applies its own --max-pixels limit below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
     except Image.DecompressionBombError as exc:
         raise DecodeError(f"{path} is a decompression bomb ({exc})", "raise --max-pixels if the file is genuine") \
             from None

@@ -11,7 +11,7 @@ from vdgtool.stores.video import VideoStoreWriter
 from vdgtool.utils.env import shard_items
 from vdgtool.utils.log import get_logger, progress
 from vdgtool.utils.provenance import make_provenance
-from vdgtool.video.decode import DecodeOptions, decode
+from vdgtool.video.decode import DecodeOptions, LimitExceeded, decode
 from vdgtool.video.manifest import Item, Manifest
 
 log = get_logger("extract")
@@ -49,6 +49,8 @@ def _work(args):
     try:
         frames, info = decode(item.path, opts)
         return item, frames, info, None
+    except LimitExceeded as exc:  # its remedy names the option that lets the file through
+        return item, None, None, str(exc)
     except DecodeError as exc:
         return item, None, None, exc.cause
     except MemoryError:
