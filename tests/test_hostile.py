@@ -226,8 +226,10 @@ def _chunk_offset(path, name="data/00000000"):
         return ds.id.get_chunk_info(0).byte_offset if ds.chunks else ds.id.get_offset()
 
 
-def test_7_zeroed_bytes_in_a_raw_store_fail_verify_and_checked_reads(run_cli, clips, tmp_path):
+def test_7_zeroed_bytes_in_a_raw_store_fail_verify_and_checked_reads(run_cli, clips, tmp_path, monkeypatch):
     from vdgtool.stores import VideoStore
+
+    monkeypatch.setenv("VDGTOOL_CHECK", "0")  # `vdgtool --check` sets it for the process: restored after the test
 
     p = _copy(clips, tmp_path / "d.h5")
     clean = VideoStore(str(p)).read(0)
@@ -647,6 +649,45 @@ def test_14_collect_skips_a_partial_last_line_and_events(run_cli, tmp_path):
     nan = _run_dir(tmp_path / "r3", [json.dumps({"epoch": 1, "val": {"src": {"top1": float("nan")}}})])
     code, out, err = run_cli("collect", nan, "--select", "last", "--json")
     assert code == 0 and "NaN" not in out, err
+
+
+def test_14_flow_pairs_hostile(run_cli, tmp_path):
+    from PIL import Image
+
+    for n in ("a", "b"):
+        Image.fromarray(np.full((16, 20, 3), 9 if n == "a" else 20, np.uint8)).save(tmp_path / f"{n}.png")
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    lst = tmp_path / "pairs.txt"
+    lst.write_bytes(b"a.png b.png\n# caf\xe9\n")
+    _ok_line(*run_cli("flow", "--pairs-list", lst, "-o", tmp_path / "out", "--backend", "dis")[::2],
+             "line 2 is not UTF-8")
+    _ok_line(*run_cli("flow", "--pairs", a, b, "-o", a, "--backend", "dis")[::2], "is also an input")
+    os.mkfifo(tmp_path / "p.png")
+    _ok_line(*run_cli("flow", "--pairs", a, tmp_path / "p.png", "-o", tmp_path / "o.flo", "--backend", "dis")[::2],
+             "FIFO")
+    _png_header(tmp_path / "big.png", 8000, 8000)  # 64 M pixels: above --max-pixels, below Pillow's own limit
+    _ok_line(*run_cli("flow", "--pairs", a, tmp_path / "big.png", "-o", tmp_path / "o.flo", "--backend", "dis")[::2],
+             "8000x8000")
+    _png_header(tmp_path / "big.png", 30000, 30000)
+    _ok_line(*run_cli("flow", "--pairs", a, tmp_path / "big.png", "-o", tmp_path / "o.flo", "--backend", "dis")[::2],
+             "decompression bomb")
+
+
+def test_14_episode_files_that_are_not_episodes(tmp_path):
+    from vdgtool.evaluate.fewshot import few_shot
+
+    feats, keys, labels = np.eye(4, dtype=np.float32), ["a", "b", "c", "d"], np.array([0, 0, 1, 1])
+    for name, text in (("text", "hello"), ("empty", "[]"), ("dict", "{}"),
+                       ("ragged", json.dumps([{"support": [["a"], ["c"]], "query": [["b"], ["d"]]},
+                                              {"support": [["a", "b"]], "query": [["c"]]}]))):
+        (tmp_path / f"{name}.json").write_text(text)
+        with pytest.raises(InputError, match="episode"):
+            few_shot(feats, keys, labels, ["x", "y"], ways=2, shots=1, queries=1, episodes=2,
+                     episodes_file=str(tmp_path / f"{name}.json"))
+    good = tmp_path / "good.json"
+    r = few_shot(feats, keys, labels, ["x", "y"], ways=2, shots=1, queries=1, episodes=2, episodes_file=str(good))
+    assert r["episode_source"] == "generated" and few_shot(
+        feats, keys, labels, ["x", "y"], episodes_file=str(good))["episode_source"] == "loaded"
 
 
 # -- smaller items --------------------------------------------------------------------------------------

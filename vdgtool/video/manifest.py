@@ -52,7 +52,7 @@ def _norm_key(rel: str) -> str:
     return os.path.normpath(rel).replace(os.sep, "/") if rel else rel
 
 
-def _read_text_lines(path: str, what: str) -> list[str]:
+def read_text_lines(path: str, what: str) -> list[str]:
     """The lines of a text manifest (UTF-8, a BOM allowed); a byte that is not UTF-8 is named by its line."""
     try:
         with open(path, "rb") as f:
@@ -89,7 +89,7 @@ def read_class_list(path: str) -> list[str]:
     if not os.path.isfile(path):
         raise InputError(f"class list {path} does not exist", "pass a text file with one class name per line")
     out = []
-    for line in _read_text_lines(path, "class list"):
+    for line in read_text_lines(path, "class list"):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -138,7 +138,7 @@ def from_file(path: str, domain: str | None) -> Manifest:
 
 def from_csv(path: str, domain: str | None) -> Manifest:
     base = os.path.dirname(os.path.abspath(path))
-    lines = _read_text_lines(path, "CSV manifest")
+    lines = read_text_lines(path, "CSV manifest")
     rows = []  # (line number, fields)
     try:
         reader = csv.reader(lines)
@@ -193,7 +193,7 @@ def from_list(path: str, domain: str | None, data_prefix: str | None = None) -> 
     """mmaction lists: 'path label' (videos) or 'frame_dir total_frames label' (raw frames); '#' comments."""
     base = data_prefix or os.path.dirname(os.path.abspath(path))
     items = []
-    for n, line in enumerate(_read_text_lines(path, "list file"), 1):
+    for n, line in enumerate(read_text_lines(path, "list file"), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         got = _split_list_line(line, base)
