@@ -70,7 +70,7 @@ def test_extract_info_verify_merge_end_to_end(run_cli, toy, tmp_path, monkeypatc
     assert info["conventions"]["size"] is None and info["conventions"]["encoding"] == "jpeg"
     assert info["provenance"]["command"].startswith("vdgtool extract")
     code, out, _ = run_cli("store", "info", tmp_path / "a.h5")
-    assert code == 0 and "clips (schema 1.0)" in out and "move_up" in out
+    assert code == 0 and "clips (schema 1." in out and "move_up" in out
     assert run_cli("store", "verify", tmp_path / "a.h5")[0] == 0
 
     # SLURM array variables give the shard defaults

@@ -185,3 +185,18 @@ def test_gif_fps_exact_frame_choice_on_constant_rate_gif(shared_data):
     assert len(out) == 32  # 3.16 s
     for j in range(len(out)):
         np.testing.assert_array_equal(out[j], frames[int(j * 2.5 + 1e-9)])
+
+
+def test_decord_then_opencv_png_reads_still_work(tmp_path):
+    """decord's bundled zlib must not break OpenCV's PNG decoder (a fresh process: import order matters)."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    Image.fromarray(np.full((16, 20, 3), 9, np.uint8)).save(tmp_path / "a.png")
+    vid = write_video(tmp_path / "v.mkv", known_frames())
+    code = ("import sys; from vdgtool.video.decode import decode; decode(sys.argv[1]); import cv2; "
+            "sys.exit(0 if cv2.imread(sys.argv[2]) is not None else 3)")
+    r = subprocess.run([sys.executable, "-c", code, vid, str(tmp_path / "a.png")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

@@ -209,6 +209,7 @@ def test_writer_error_in_block_leaves_no_store_but_keeps_rows_for_resume(tmp_pat
         VideoStore(p)
     w = VideoStoreWriter(p, classes=["a", "b"], encoding="raw", conventions={"size": 16}, resume=True)
     assert w.done_keys == {"k0", "k1"}
+    w.abort()  # a writer holds its output's lock until it commits or aborts
     with pytest.raises(InputError, match="different settings.*size=16 vs 32"):
         VideoStoreWriter(p, classes=["a", "b"], encoding="raw", conventions={"size": 32}, resume=True)
 
@@ -270,7 +271,7 @@ def test_merge_refuses_overlap_mixed_splits_and_mismatched_conventions(tmp_path,
     extract(man, three, encoding="raw", num_shards=3, shard_index=1)
     with pytest.raises(StoreError, match="different splits"):
         tools.merge([parts[0], parts[1], three], str(tmp_path / "m.h5"))
-    with pytest.raises(StoreError, match="appears in both"):
+    with pytest.raises(StoreError, match="different splits"):  # --allow-partial skips only the completeness check
         tools.allow_partial_merge([parts[0], parts[1], three], str(tmp_path / "m.h5"))
     small = str(tmp_path / "small.h5")
     extract(man, small, encoding="raw", num_shards=2, shard_index=1, opts=__import__(
@@ -296,5 +297,5 @@ def test_verify_finds_damage(tmp_path):
     with h5py.File(jp, "a") as f:
         f["data/00000000"][1] = np.frombuffer(b"not a jpeg", np.uint8)
     r = tools.verify(jp)
-    assert not r["ok"] and "corrupt" in r["problems"][0]
+    assert not r["ok"] and "checksum" in r["problems"][0] and any("corrupt" in x for x in r["problems"])
     assert tools.verify(jp, decode=False)["ok"]  # structure alone is fine

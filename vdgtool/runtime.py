@@ -109,29 +109,11 @@ def to_device(batch, device, non_blocking: bool = True):
 
 # -- distributed -------------------------------------------------------------------------------------
 def dist_env() -> tuple[int, int, int]:
-    """(rank, local_rank, world_size) from torchrun's environment, else (0, 0, 1).
+    """(rank, local_rank, world_size) from torchrun's environment, else (0, 0, 1); a stray WORLD_SIZE is
+    refused (see vdgtool.utils.env.dist_env)."""
+    from vdgtool.utils.env import dist_env as env
 
-    A stray ``WORLD_SIZE`` without the rendezvous variables torchrun sets (``MASTER_ADDR``,
-    ``RANK``) is refused with a one-line error instead of hanging in ``init_process_group``.
-    """
-    if "WORLD_SIZE" not in os.environ:
-        return 0, 0, 1
-    try:
-        world = int(os.environ["WORLD_SIZE"])
-        rank = int(os.environ.get("RANK", "0"))
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-    except ValueError:
-        raise ConfigError(f"WORLD_SIZE/RANK/LOCAL_RANK are not integers ({os.environ.get('WORLD_SIZE')!r}, "
-                          f"{os.environ.get('RANK')!r}, {os.environ.get('LOCAL_RANK')!r})",
-                          "launch with torchrun, or unset WORLD_SIZE") from None
-    if world <= 1:
-        return 0, 0, 1
-    if "MASTER_ADDR" not in os.environ or "RANK" not in os.environ:
-        raise ConfigError(f"WORLD_SIZE={world} is set but MASTER_ADDR/RANK are not (not a torchrun launch)",
-                          "launch with torchrun --nproc-per-node N, or unset WORLD_SIZE")
-    if not 0 <= rank < world:
-        raise ConfigError(f"RANK={rank} is outside 0..{world - 1}", "launch with torchrun")
-    return rank, local, world
+    return env()
 
 
 def init_distributed(device_name: str = "auto") -> tuple[int, int, int, torch.device]:

@@ -59,8 +59,10 @@ class LazyGroup(click.Group):
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr; no progress bars.")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr.")
 @click.option("--debug", is_flag=True, envvar="VDGTOOL_DEBUG", help="Show tracebacks for errors.")
+@click.option("--check", is_flag=True, envvar="VDGTOOL_CHECK",
+              help="Verify each video's checksum when a store is read (slower; `store verify` checks all).")
 @click.pass_context
-def cli(ctx, quiet, verbose, debug):
+def cli(ctx, quiet, verbose, debug, check):
     """vdgtool: video domain generalization and adaptation from the shell.
 
     Subcommands exchange versioned HDF5 stores (clips, flow, features, predictions).
@@ -74,6 +76,10 @@ def cli(ctx, quiet, verbose, debug):
     from vdgtool.utils.log import setup_logging
 
     setup_logging(verbose=verbose, quiet=quiet)
+    if check:  # read by every store reader, DataLoader workers included
+        import os
+
+        os.environ["VDGTOOL_CHECK"] = "1"
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
 

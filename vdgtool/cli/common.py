@@ -13,11 +13,27 @@ from vdgtool.errors import InputError, VdgError
 
 
 def run_cli(group: click.Group, argv=None):
+    """Run the CLI: exit 0 ok, 1 error (one line: cause; remedy), 2 usage error, 130 interrupted.
+
+    With ``--json``, an error is also printed on stdout as ``{"error": CAUSE, "remedy": REMEDY}`` unless the
+    command already printed its JSON document (stdout then holds exactly one document, which reports the
+    problem itself, as ``store verify`` and ``--strict`` batch runs do).
+    """
     from vdgtool.utils.provenance import set_command_line
 
     args = list(sys.argv[1:] if argv is None else argv)
     set_command_line(["vdgtool"] + args)
     debug = "--debug" in args or os.environ.get("VDGTOOL_DEBUG") not in (None, "", "0")
+    as_json = "--json" in args
+    _STATE["emitted"] = False
+
+    def fail(code: int, cause: str, remedy: str | None, prefix: str = "error") -> None:
+        line = f"{cause}; {remedy}" if remedy else cause
+        click.echo(printable(f"vdgtool: {prefix}: {line}"), err=True)  # file names may hold non-UTF-8 bytes
+        if as_json and not _STATE["emitted"]:
+            click.echo(json.dumps({"error": cause, "remedy": remedy, "exit_code": code}))
+        sys.exit(code)
+
     try:
         group.main(args=args, prog_name="vdgtool", auto_envvar_prefix="VDGTOOL", standalone_mode=False)
     except click.exceptions.Abort:
@@ -26,27 +42,96 @@ def run_cli(group: click.Group, argv=None):
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.ClickException as e:  # usage errors: exit 2 (ClickException itself: 1)
+        orig = e.__cause__ if isinstance(e.__cause__, VdgError) else None
+        if orig is not None:  # a vdgtool error re-raised by the group as a one-line UserError
+            fail(1, orig.cause, orig.remedy)
         e.show()
+        if as_json and not _STATE["emitted"]:
+            click.echo(json.dumps({"error": " ".join(e.format_message().split()),
+                                   "remedy": "see vdgtool --help or vdgtool VERB --help", "exit_code": e.exit_code}))
         sys.exit(e.exit_code)
     except VdgError as e:
         if debug:
             traceback.print_exc()
-        click.echo(f"vdgtool: error: {e}", err=True)
-        sys.exit(1)
+        fail(1, e.cause, e.remedy)
     except KeyboardInterrupt:
         click.echo("vdgtool: interrupted", err=True)
         sys.exit(130)
     except BrokenPipeError:  # `vdgtool ... | head`
         sys.exit(0)
+    except (OSError, MemoryError) as e:  # the environment: permissions, full disk, no memory
+        if debug:
+            traceback.print_exc()
+        cause, remedy = os_error_text(e)
+        fail(1, cause, remedy)
     except Exception as e:  # unexpected: still one line unless --debug
         if debug:
             traceback.print_exc()
-        else:
-            msg = " ".join(str(e).split()) or e.__class__.__name__
-            click.echo(f"vdgtool: internal error: {e.__class__.__name__}: {msg} "
-                       "(re-run with --debug for a traceback and report it)", err=True)
-        sys.exit(1)
+        msg = " ".join(str(e).split()) or e.__class__.__name__
+        fail(1, f"{e.__class__.__name__}: {msg}", "re-run with --debug for a traceback and report it",
+             prefix="internal error")
     sys.exit(0)
+
+
+_STATE = {"emitted": False}
+
+
+def os_error_text(e: BaseException) -> tuple[str, str]:
+    """(cause, remedy) for an OS error that reached the CLI (a file the user named, the disk, memory)."""
+    import errno
+
+    if isinstance(e, MemoryError):
+        return ("out of memory", "use smaller inputs or batches (--batch-size, --size, --max-frames, fewer --workers)")
+    code = getattr(e, "errno", None)
+    name = getattr(e, "filename", None)
+    what = f"{name}: " if name else ""
+    text = getattr(e, "strerror", None) or " ".join(str(e).split())
+    remedies = {
+        errno.ENOSPC: "free space on that disk or write the output elsewhere (-o)",
+        errno.EDQUOT: "free space within your quota or write the output elsewhere (-o)",
+        errno.EACCES: "check the permissions of that path, or choose another one",
+        errno.EPERM: "check the permissions of that path, or choose another one",
+        errno.EROFS: "the file system is read-only; write the output elsewhere (-o)",
+        errno.ENOENT: "check the path",
+        errno.ENOTDIR: "check the path: a part of it is a file, not a folder",
+        errno.EISDIR: "pass a file, not a folder",
+        errno.ENAMETOOLONG: "use a shorter path",
+        errno.EMFILE: "raise the open-file limit (ulimit -n) or use fewer --workers",
+        errno.EFBIG: "write to a file system that allows larger files",
+    }
+    return f"{what}{text}", remedies.get(code, "check the paths, permissions and free space, then re-run")
+
+
+def emitted_json() -> bool:
+    """Whether this command printed its JSON document already (run_cli then prints no error document)."""
+    return _STATE["emitted"]
+
+
+def json_clean(obj):
+    """``obj`` with NaN / inf floats as None (JSON has no NaN), numpy scalars as Python numbers."""
+    import math
+
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): json_clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_clean(v) for v in obj]
+    return obj
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option that refuses NaN and infinities (click's FloatRange lets them through)."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return rv
 
 
 def json_option(f):
@@ -103,16 +188,35 @@ def emit(result, as_json: bool, table_rows=None, headers=None, title: str | None
     from vdgtool.utils.provenance import dumps
 
     if as_json:
-        click.echo(json.dumps(json.loads(dumps(result)), indent=2))
+        text = json.dumps(json_clean(json.loads(dumps(result))), indent=2, allow_nan=False)
+        _STATE["emitted"] = True
+        click.echo(text)
         return
     from tabulate import tabulate
 
     if title:
-        click.echo(title)
+        click.echo(printable(title))
     if table_rows is None:
         table_rows = [(k, _short(v)) for k, v in (result.items() if isinstance(result, dict) else [])]
         headers = headers or ()
-    click.echo(tabulate(table_rows, headers=headers or (), floatfmt=".4g"))
+    rows = [[printable(c) for c in r] for r in table_rows]
+    click.echo(tabulate(rows, headers=[printable(h) for h in headers or ()], floatfmt=".4g"))
+
+
+def printable(v):
+    """A string that any terminal can print: file-name bytes that are not UTF-8 shown as \\xNN escapes."""
+    if not isinstance(v, str):
+        return v
+    try:
+        v.encode("utf-8")
+        return v
+    except UnicodeEncodeError:
+        return v.encode("utf-8", "surrogateescape" if _only_escapes(v) else "backslashreplace").decode(
+            "utf-8", "backslashreplace")
+
+
+def _only_escapes(v: str) -> bool:
+    return all(not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF for c in v)
 
 
 def report_batch(d: dict, rows: list, as_json: bool, strict: bool, *, key: str = "source",

@@ -7,6 +7,14 @@ import click
 from vdgtool.cli.common import device_option, emit, json_option, overwrite_option, seed_option, workers_option
 
 
+def _shot_list(ctx, param, value):
+    """'1,5' -> '1,5' after checking every entry is a positive integer (the body splits it)."""
+    parts = [p.strip() for p in str(value).split(",") if p.strip()]
+    if not parts or not all(p.isdigit() and int(p) >= 1 for p in parts):
+        raise click.BadParameter(f"'{value}' is not a comma-separated list of positive shot counts (e.g. 1,5)")
+    return ",".join(parts)
+
+
 def _pct(v):
     return None if v is None or v != v else round(100.0 * v, 2)
 
@@ -15,7 +23,8 @@ def _pct(v):
 @click.argument("ckpt", metavar="CKPT_OR_RUN_DIR", type=click.Path())
 @click.option("--data", multiple=True, required=True, type=click.Path(),
               help="Clip/flow store to evaluate on (repeatable; reported per domain).")
-@click.option("--clips", "num_clips", type=int, default=1, show_default=True, help="Test clips per video.")
+@click.option("--clips", "num_clips", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Test clips per video.")
 @click.option("--crops", "num_crops", type=click.Choice(["1", "3"]), default="1", show_default=True,
               help="Spatial crops per clip (3 = three-crop).")
 @click.option("--flow", "flow_stores", multiple=True, type=click.Path(),
@@ -29,14 +38,15 @@ def _pct(v):
 @click.option("-o", "--predictions", type=click.Path(), help="Write a prediction store (for pseudolabel / score).")
 @click.option("--confusion", type=click.Path(), help="Write the confusion matrix as a PNG.")
 @click.option("--few-shot", is_flag=True, help="N-way K-shot episodes on frozen features instead of classification.")
-@click.option("--ways", type=int, default=5, show_default=True)
-@click.option("--shots", type=str, default="1,5", show_default=True, help="Comma-separated shot counts.")
-@click.option("--queries", type=int, default=15, show_default=True)
-@click.option("--episodes", type=int, default=600, show_default=True)
+@click.option("--ways", type=click.IntRange(min=2), default=5, show_default=True)
+@click.option("--shots", type=str, default="1,5", show_default=True, callback=_shot_list,
+              help="Comma-separated shot counts.")
+@click.option("--queries", type=click.IntRange(min=1), default=15, show_default=True)
+@click.option("--episodes", type=click.IntRange(min=1), default=600, show_default=True)
 @click.option("--episodes-file", type=click.Path(),
               help="Episode list (JSON; written if absent, reused if present). With several --shots, "
                    "'{shots}' in the name is replaced.")
-@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), default="auto", show_default=True)
 @workers_option
 @device_option
@@ -120,10 +130,11 @@ def _few_shot(ckpt, data, ways, shots, queries, episodes, episodes_file, batch_s
 @click.option("-o", "--output", required=True, type=click.Path(), help="Feature store to write.")
 @click.option("--flow", "flow_stores", multiple=True, type=click.Path(),
               help="Flow store(s) paired by video key with --data, for RGB + flow checkpoints (features concatenated).")
-@click.option("--clips", "num_clips", type=int, default=1, show_default=True, help="Clips averaged per video.")
+@click.option("--clips", "num_clips", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Clips averaged per video.")
 @click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True,
               help="Stored precision (float16 halves the size at <=2.5e-4 relative error).")
-@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), default="auto", show_default=True)
 @workers_option
 @device_option

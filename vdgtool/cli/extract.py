@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from vdgtool.cli.common import batch_job_options, report_batch, workers_option
+from vdgtool.cli.common import FiniteFloat, batch_job_options, report_batch, workers_option
+from vdgtool.video.decode import FRAME_LIMIT, MAX_PIXELS
 
 
 @click.command("extract")
@@ -12,9 +13,13 @@ from vdgtool.cli.common import batch_job_options, report_batch, workers_option
 @click.option("-o", "--output", required=True, type=click.Path(), help="Clip store to write (.h5).")
 @click.option("--size", default="128", show_default=True,
               help="Frame size: short side (128) or WIDTHxHEIGHT (160x120); 0 keeps the source size.")
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None, help="Resample to this frame rate by timestamps.")
+@click.option("--fps", type=FiniteFloat(min=0, min_open=True), default=None, help="Resample to this frame rate by timestamps.")
 @click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True, help="Keep every N-th frame (when no --fps).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Store at most this many frames per video.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=MAX_PIXELS, show_default=True,
+              help="Refuse (report and skip) a source whose frames have more pixels (checked before decoding).")
+@click.option("--frame-limit", type=click.IntRange(min=1), default=FRAME_LIMIT, show_default=True,
+              help="Refuse (report and skip) a video that would give more stored frames than this.")
 @click.option("--encoding", type=click.Choice(["jpeg", "raw"]), default="jpeg", show_default=True,
               help="Frame encoding in the store (see docs/stores.md: jpeg is ~8x smaller, raw is exact).")
 @click.option("--jpeg-quality", type=click.IntRange(1, 100), default=90, show_default=True)
@@ -24,13 +29,15 @@ from vdgtool.cli.common import batch_job_options, report_batch, workers_option
 @click.option("--data-prefix", default=None, help="Folder that relative paths of an mmaction list refer to.")
 @workers_option
 @batch_job_options("videos")
-def extract(input_path, output, size, fps, stride, max_frames, encoding, jpeg_quality, domain, classes_file,
-            data_prefix, limit, strict, workers, num_shards, shard_index, resume, overwrite, seed, as_json):
+def extract(input_path, output, size, fps, stride, max_frames, max_pixels, frame_limit, encoding, jpeg_quality,
+            domain, classes_file, data_prefix, limit, strict, workers, num_shards, shard_index, resume, overwrite,
+            seed, as_json):
     """Decode videos and GIFs into a clip store.
 
-    INPUT is a folder tree ROOT/<class>/<video>, a CSV manifest (path,label[,domain]) or an
-    mmaction list (`path label` or `frame_dir total_frames label`). Formats: mp4, avi, webm, mkv,
-    mov, animated GIF, and frame folders. Unreadable files are reported and skipped.
+    INPUT is a folder tree ROOT/<class>/<video>, a CSV manifest (path,label[,domain]), an
+    mmaction list (`path label` or `frame_dir total_frames label`), or a single video or GIF
+    (a one-video store). Formats: mp4, avi, webm, mkv, mov, animated GIF, and frame folders.
+    Unreadable files, FIFOs and sources above --max-pixels / --frame-limit are reported and skipped.
 
     \b
     Example:
@@ -42,7 +49,8 @@ def extract(input_path, output, size, fps, stride, max_frames, encoding, jpeg_qu
     from vdgtool.video.manifest import load_manifest
 
     man = load_manifest(input_path, domain=domain, classes_file=classes_file, data_prefix=data_prefix)
-    opts = DecodeOptions(size=parse_size(size), fps=fps, stride=stride, max_frames=max_frames)
+    opts = DecodeOptions(size=parse_size(size), fps=fps, stride=stride, max_frames=max_frames, max_pixels=max_pixels,
+                         frame_limit=frame_limit)
     res = run(man, output, opts=opts, encoding=encoding, jpeg_quality=jpeg_quality, workers=workers,
               num_shards=num_shards, shard_index=shard_index, resume=resume, overwrite=overwrite, seed=seed,
               limit=limit, inputs=[input_path])

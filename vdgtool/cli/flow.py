@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vdgtool.cli.common import batch_job_options, device_option, emit, report_batch
+from vdgtool.cli.common import FiniteFloat, batch_job_options, device_option, emit, report_batch
 from vdgtool.flow.tvl1 import TVL1Params
 
 _D = TVL1Params()
@@ -23,34 +23,34 @@ _D = TVL1Params()
 @click.option("--backend", type=click.Choice(["torch", "opencv", "farneback", "dis"]), default="torch",
               show_default=True, help="torch: batched TV-L1; opencv: cv2 DualTVL1 (same parameters); "
                                       "farneback / dis: fast OpenCV methods.")
-@click.option("--stride", type=int, default=1, show_default=True,
+@click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="Flow between frames k*S and (k+1)*S (1 = consecutive frames).")
-@click.option("--bound", type=float, default=20.0, show_default=True, help="Clip flow to +-bound (pixels).")
+@click.option("--bound", type=FiniteFloat(min=0, min_open=True), default=20.0, show_default=True, help="Clip flow to +-bound (pixels).")
 @click.option("--dtype", type=click.Choice(["uint8", "float16"]), default="uint8", show_default=True,
               help="uint8: clip to +-bound, linear to 0..255 (mmaction2/denseflow); float16: unquantised.")
-@click.option("--tau", type=float, default=_D.tau, show_default=True, help="TV-L1 time step.")
-@click.option("--lambda", "lambda_", type=float, default=_D.lambda_, show_default=True,
+@click.option("--tau", type=FiniteFloat(), default=_D.tau, show_default=True, help="TV-L1 time step.")
+@click.option("--lambda", "lambda_", type=FiniteFloat(), default=_D.lambda_, show_default=True,
               help="TV-L1 data weight (smaller = smoother).")
-@click.option("--theta", type=float, default=_D.theta, show_default=True, help="TV-L1 coupling weight.")
-@click.option("--scales", type=int, default=_D.scales, show_default=True,
+@click.option("--theta", type=FiniteFloat(), default=_D.theta, show_default=True, help="TV-L1 coupling weight.")
+@click.option("--scales", type=click.IntRange(min=1), default=_D.scales, show_default=True,
               help="Pyramid levels (capped so the coarsest is >= 16 px).")
-@click.option("--zoom", type=float, default=_D.zoom, show_default=True, help="Pyramid downsampling factor.")
-@click.option("--warps", type=int, default=_D.warps, show_default=True, help="Warps per pyramid level.")
-@click.option("--epsilon", type=float, default=_D.epsilon, show_default=True, help="Stopping threshold.")
-@click.option("--iterations", type=int, default=_D.iterations, show_default=True,
+@click.option("--zoom", type=FiniteFloat(), default=_D.zoom, show_default=True, help="Pyramid downsampling factor.")
+@click.option("--warps", type=click.IntRange(min=1), default=_D.warps, show_default=True, help="Warps per pyramid level.")
+@click.option("--epsilon", type=FiniteFloat(min=0), default=_D.epsilon, show_default=True, help="Stopping threshold.")
+@click.option("--iterations", type=click.IntRange(min=1), default=_D.iterations, show_default=True,
               help="Max iterations per warp (per outer round).")
-@click.option("--outer-iterations", type=int, default=_D.outer_iterations, show_default=True,
+@click.option("--outer-iterations", type=click.IntRange(min=1), default=_D.outer_iterations, show_default=True,
               help="Rounds of (median filter, iterations) per warp, as OpenCV's outerIterations.")
-@click.option("--median", type=int, default=_D.median, show_default=True,
+@click.option("--median", type=click.IntRange(min=0), default=_D.median, show_default=True,
               help="Median filter size applied before each round (0 = off).")
-@click.option("--presmooth", type=float, default=_D.presmooth, show_default=True,
+@click.option("--presmooth", type=FiniteFloat(min=0), default=_D.presmooth, show_default=True,
               help="Gaussian sigma pre-smoothing both frames (torch backend; 0 = off).")
-@click.option("--batch-size", type=int, default=16, show_default=True, help="Pairs solved at once (torch).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Pairs solved at once (torch).")
 @click.option("--compile", "compile_", is_flag=True,
               help="torch.compile the solver (faster on CPU and GPU; first call per size takes 20-60 s).")
 @click.option("--dis-preset", type=click.Choice(["ultrafast", "fast", "medium"]), default="medium",
               show_default=True, help="Preset of the dis backend.")
-@click.option("--threads", type=int, default=0, show_default=True,
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
               help="CPU threads for torch and OpenCV (0 = library default).")
 @device_option
 @batch_job_options("videos")

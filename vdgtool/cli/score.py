@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vdgtool.cli.common import device_option, emit, json_option, workers_option
+from vdgtool.cli.common import FiniteFloat, device_option, emit, json_option, workers_option
 
 
 @click.command("score")
@@ -28,9 +28,9 @@ from vdgtool.cli.common import device_option, emit, json_option, workers_option
 @click.option("--student-pretrained", is_flag=True, help="distill: start the student from its published weights.")
 @click.option("--student-epochs", type=click.IntRange(min=1), default=10, show_default=True,
               help="distill: student training epochs.")
-@click.option("--student-lr", type=float, default=1e-3, show_default=True, help="distill: AdamW learning rate.")
-@click.option("--student-wd", type=float, default=1e-4, show_default=True, help="distill: AdamW weight decay.")
-@click.option("--holdout", type=float, default=0.5, show_default=True,
+@click.option("--student-lr", type=FiniteFloat(min=0, min_open=True), default=1e-3, show_default=True, help="distill: AdamW learning rate.")
+@click.option("--student-wd", type=FiniteFloat(min=0), default=1e-4, show_default=True, help="distill: AdamW weight decay.")
+@click.option("--holdout", type=FiniteFloat(min=0, max=1, min_open=True, max_open=True), default=0.5, show_default=True,
               help="distill: fraction of --data held out (class-stratified, seeded) to report the score on.")
 @click.option("--heldout", "heldout_stores", multiple=True, type=click.Path(),
               help="distill: score on this store instead (the student then trains on all of --data).")

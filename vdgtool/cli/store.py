@@ -56,10 +56,11 @@ def _kv(d: dict) -> str:
 
 @store.command("verify")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("--no-decode", is_flag=True, help="Only check structure and counts (faster).")
+@click.option("--no-decode", is_flag=True, help="Only check structure, metadata and conventions (no data read).")
 @json_option
 def verify_cmd(paths, no_decode, as_json):
-    """Check integrity: every video readable, counts consistent. Exit 1 if a problem is found."""
+    """Check integrity: checksums, structure, metadata and conventions; every video readable. Exit 1 if a
+    problem is found (see docs/stores.md, "What store verify checks")."""
     from vdgtool.errors import StoreError
     from vdgtool.stores.tools import verify
 

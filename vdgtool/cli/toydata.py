@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vdgtool.cli.common import emit, json_option, overwrite_option, seed_option
+from vdgtool.cli.common import FiniteFloat, emit, json_option, overwrite_option, seed_option
 
 #: --kind -> "module:function"; each generator takes (out_dir, *, size, frames, videos_per_class, bias,
 #: seed, fps, speed, overwrite) and returns a summary with a "domains" table (name -> videos, format,
@@ -18,13 +18,15 @@ TOY_KINDS: dict[str, str] = {
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--kind", type=click.Choice(sorted(TOY_KINDS)), default="motion", show_default=True,
               help="Which toy: motion = real mp4 vs animated GIF, classes are motion directions.")
-@click.option("--size", type=int, default=64, show_default=True, help="Frame side in pixels.")
-@click.option("--frames", type=int, default=16, show_default=True, help="Frames per clip.")
-@click.option("--videos-per-class", type=int, default=32, show_default=True, help="Clips per class and domain.")
-@click.option("--bias", type=float, default=0.7, show_default=True,
+@click.option("--size", type=click.IntRange(16, 1024), default=64, show_default=True, help="Frame side in pixels.")
+@click.option("--frames", type=click.IntRange(2, 1024), default=16, show_default=True, help="Frames per clip.")
+@click.option("--videos-per-class", type=click.IntRange(1, 100_000), default=32, show_default=True,
+              help="Clips per class and domain.")
+@click.option("--bias", type=FiniteFloat(0, 1), default=0.7, show_default=True,
               help="Probability that a real clip's background hue matches its class (the spatial shortcut).")
-@click.option("--fps", type=int, default=8, show_default=True)
-@click.option("--speed", type=int, default=None, help="Object speed in pixels per frame (default: size/16).")
+@click.option("--fps", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--speed", type=click.IntRange(min=1), default=None,
+              help="Object speed in pixels per frame (default: size/16).")
 @overwrite_option
 @seed_option
 @json_option

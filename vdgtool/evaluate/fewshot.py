@@ -71,14 +71,41 @@ def solve_episodes(feats: np.ndarray, key_pos: dict[str, int], episodes: list[di
         return (pred == yq).float().mean(1).cpu().numpy()
 
 
+def read_episodes(path: str) -> list[dict]:
+    """An episode file: a JSON list of {"classes", "support": [[key]*K]*N, "query": [[key]*Q]*N}, all alike."""
+    remedy = "pass an episode file written by vdgtool eval --few-shot, or delete it to generate new episodes"
+    try:
+        with open(path, encoding="utf-8") as f:
+            eps = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"episode file {path} is not readable JSON ({' '.join(str(exc).split())[:100]})",
+                         remedy) from None
+    if not isinstance(eps, list) or not eps:
+        raise InputError(f"{path} holds no episodes", remedy)
+
+    def shape(ep):
+        if not isinstance(ep, dict):
+            return None
+        sup, qry = ep.get("support"), ep.get("query")
+        if not (isinstance(sup, list) and isinstance(qry, list) and sup and len(sup) == len(qry)):
+            return None
+        if not all(isinstance(c, list) and c and all(isinstance(k, str) for k in c) for c in sup + qry):
+            return None
+        k, q = {len(c) for c in sup}, {len(c) for c in qry}
+        return (len(sup), k.pop(), q.pop()) if len(k) == 1 and len(q) == 1 else None
+
+    first = shape(eps[0])
+    bad = next((i for i, ep in enumerate(eps) if first is None or shape(ep) != first), None)
+    if bad is not None:
+        raise InputError(f"episode {bad} of {path} is not an N-way K-shot episode like the first", remedy)
+    return eps
+
+
 def few_shot(features: np.ndarray, keys: list[str], labels: np.ndarray, class_names: list[str], *, ways: int = 5,
              shots: int = 1, queries: int = 15, episodes: int = 600, seed: int = 0, episodes_file: str | None = None,
              steps: int = 100, device="cpu") -> dict:
     if episodes_file and os.path.exists(episodes_file):
-        with open(episodes_file) as f:
-            eps = json.load(f)
-        if not eps:
-            raise InputError(f"{episodes_file} holds no episodes", "delete it to generate new episodes")
+        eps = read_episodes(episodes_file)
         ways, shots, queries = len(eps[0]["support"]), len(eps[0]["support"][0]), len(eps[0]["query"][0])
         source = "loaded"
     else:

@@ -10,6 +10,7 @@ import torch
 from vdgtool.errors import ConfigError, InputError
 from vdgtool.evaluate.metrics import plot_confusion, summarize
 from vdgtool.evaluate.predict import predict_dataset
+from vdgtool.stores.base import refuse_output_in_inputs
 from vdgtool.stores.table import TableStoreWriter
 from vdgtool.utils.provenance import make_provenance
 
@@ -63,6 +64,8 @@ def evaluate(ckpt: str, stores: list[str], *, device="cpu", num_clips: int = 1, 
              fuse: str | None = None, fuse_data: list[str] | None = None, fusion: str = "softmax",
              predictions: str | None = None, confusion: str | None = None, overwrite: bool = False,
              flow_stores: list[str] | None = None) -> dict:
+    refuse_output_in_inputs([predictions, confusion],
+                            [ckpt, fuse, *stores, *(fuse_data or []), *(flow_stores or [])])
     model, class_names, info = load_predictor(ckpt, device)
     ds = _dataset(stores, model.input_specs(), class_names, num_clips, num_crops, seed, flow_stores)
     p = predict_dataset(model, ds, device=device, batch_size=batch_size, workers=workers, amp=amp, desc="eval")
@@ -122,6 +125,7 @@ def extract_features(ckpt: str | None, stores: list[str], out: str, *, model_nam
                      overwrite: bool = False, flow_stores: list[str] | None = None) -> dict:
     """Pooled clip features (averaged over test clips) of every video -> a feature store (a multi-stream
     method concatenates its streams' features)."""
+    refuse_output_in_inputs(out, [ckpt, weights, *stores, *(flow_stores or [])])
     model, class_names, info = load_predictor(ckpt, device, model_name, weights)
     ds = _dataset(stores, model.input_specs(), class_names, num_clips, 1, seed, flow_stores)
     p = predict_dataset(model, ds, device=device, batch_size=batch_size, workers=workers, amp=amp, features=True,

@@ -91,7 +91,8 @@ def compute_flow_store(clip_store: str, out: str, backend: FlowBackend, *, strid
     conv.update({"num_shards": num_shards, "shard_index": shard_index})
     prov = make_provenance(seed=seed, parents=[clip_store])
     writer = VideoStoreWriter(out, "flow", classes=src.classes, domains=src.domains, conventions=conv,
-                              provenance=prov, encoding="raw", resume=resume, overwrite=overwrite)
+                              provenance=prov, encoding="raw", resume=resume, overwrite=overwrite,
+                              input_digest=_store_digest(src), inputs=[clip_store])
     meta = src.meta
     todo = [r for r in rows if meta["key"][r] not in writer.done_keys]
     res = FlowResult(path=out, skipped_resume=len(rows) - len(todo), backend=backend.name)
@@ -142,13 +143,44 @@ def compute_flow_store(clip_store: str, out: str, backend: FlowBackend, *, strid
     return res
 
 
+def _store_digest(st) -> str:
+    """What a resumed flow run must read again: the parent's videos (keys, manifest order, frame counts)."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256(json.dumps([st.classes, st.conventions], sort_keys=True, default=str).encode())
+    for k, i, n in zip(st.meta["key"].tolist(), st.meta["index"].tolist(), st.meta["num_frames"].tolist()):
+        h.update(json.dumps([k, i, n]).encode("utf-8", "surrogateescape"))
+    return h.hexdigest()[:32]
+
+
 # -- loose image pairs --------------------------------------------------------------------------------
 def read_image(path: str) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB (grey images are replicated)."""
-    import cv2
+    import warnings
 
-    if not os.path.isfile(path):
+    import cv2
+    from PIL import Image
+
+    from vdgtool.video.decode import MAX_PIXELS, file_kind
+
+    kind = file_kind(os.fspath(path))
+    if kind == "missing":
         raise InputError(f"image {path} does not exist", "check the path")
+    if kind != "file":
+        raise InputError(f"{path} is a {kind}, not an image file", "pass an image file")
+    try:  # the header only: refuse a huge image before OpenCV allocates it
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            w, h = im.size
+    except Image.DecompressionBombError as exc:
+        raise DecodeError(f"image {path} is a decompression bomb ({' '.join(str(exc).split())[:100]})",
+                          "pass a smaller image") from None
+    except Exception:  # noqa: BLE001 - OpenCV reports unreadable files below
+        w = h = 0
+    if w * h > MAX_PIXELS:
+        raise DecodeError(f"image {path} claims {w}x{h} pixels, above the limit of {MAX_PIXELS / 1e6:.0f} M",
+                          "pass a smaller image")
     img = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
     if img is None:
         raise DecodeError(f"cannot decode image {path}", "pass a PNG, JPEG, PPM or other image OpenCV reads")
@@ -159,19 +191,20 @@ def read_pairs_list(path: str) -> list[tuple[str, str, str | None]]:
     """A text file with one pair per line: ``IMG1 IMG2 [GT.flo]`` (relative to the file; # comments)."""
     if not os.path.isfile(path):
         raise InputError(f"pairs list {path} does not exist", "check the path")
+    from vdgtool.video.manifest import read_text_lines
+
     base = os.path.dirname(os.path.abspath(path))
     out = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            parts = line.split()
-            if len(parts) not in (2, 3):
-                raise InputError(f"{path}:{n}: expected 'IMG1 IMG2 [GT.flo]', got {len(parts)} field(s)",
-                                 "write one pair per line")
-            parts = [p if os.path.isabs(p) else os.path.join(base, p) for p in parts]
-            out.append((parts[0], parts[1], parts[2] if len(parts) == 3 else None))
+    for n, line in enumerate(read_text_lines(path, "pairs list"), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) not in (2, 3):
+            raise InputError(f"{path}:{n}: expected 'IMG1 IMG2 [GT.flo]', got {len(parts)} field(s)",
+                             "write one pair per line")
+        parts = [p if os.path.isabs(p) else os.path.join(base, p) for p in parts]
+        out.append((parts[0], parts[1], parts[2] if len(parts) == 3 else None))
     if not out:
         raise InputError(f"pairs list {path} has no pairs", "write one 'IMG1 IMG2 [GT.flo]' per line")
     return out
@@ -201,6 +234,9 @@ def flow_pairs(pairs: list[tuple[str, str, str | None]], output: str | None, bac
         if len(set(names)) != len(names):
             names = [f"{i:06d}_{n}" for i, n in enumerate(names)]
         outs = [os.path.join(output, n + ".flo") for n in names]
+    from vdgtool.stores.base import refuse_output_in_inputs
+
+    refuse_output_in_inputs(outs, [p for pair in pairs for p in pair])
     imgs = []
     for a, b, gt in pairs:
         ia, ib = read_image(a), read_image(b)

@@ -19,9 +19,13 @@ def torch_load_safely(path: str, map_location="cpu"):
     A file that holds pickled Python objects (not only tensors and plain containers) is refused with
     the offending global named; a damaged or truncated file is reported as such.
     """
+    _refuse_non_checkpoint(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "invalid load key" in str(exc):
+            raise CheckpointError(f"{path} is not a torch checkpoint (unknown format)",
+                                  "pass a file written by torch.save or vdgtool train") from None
         lines = [" ".join(ln.split()) for ln in str(exc).splitlines()]
         detail = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), lines[0] if lines else "")
         detail = detail.split(". Please use")[0].replace("WeightsUnpickler error: ", "")
@@ -35,6 +39,29 @@ def torch_load_safely(path: str, map_location="cpu"):
         raise CheckpointError(f"{path} is not a readable torch checkpoint ({type(exc).__name__}: "
                               f"{msg[:160] if msg else 'empty'})",
                               "the file is damaged or truncated; copy it again or use another checkpoint") from None
+
+
+def _refuse_non_checkpoint(path: str) -> None:
+    """A text file (a config, a log, a list) or an empty file given as a checkpoint is named as such."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return  # torch.load reports it
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # torch zip format / legacy pickle protocol 2+
+        return
+    if not head:
+        raise CheckpointError(f"{path} is an empty file, not a checkpoint", "copy the checkpoint again")
+    try:
+        head.decode("utf-8")
+        text = True
+    except UnicodeDecodeError as exc:  # a character cut by the 4 KiB window still counts as text
+        text = len(head) == 4096 and exc.start >= len(head) - 3
+    text = text and all(c >= 32 or c in (9, 10, 13) for c in head)
+    if text:
+        first = head.decode("utf-8", "replace").strip().splitlines()[0][:60] if head.strip() else ""
+        raise CheckpointError(f"{path} is a text file, not a checkpoint (it starts with '{first}')",
+                              "pass a .pt file written by torch.save or vdgtool train")
 
 
 def load_state_dict_safely(path) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: per-dataset crc32 checksums (additive; 1.0 stores are read as before)
 SCHEMA_MAJOR = 1
 
 #: Per-video stores: one array per video under /data (frames, flow fields, ...).

@@ -26,8 +26,10 @@ import numpy as np
 
 from vdgtool.errors import InputError, StoreError
 from vdgtool.stores import schema as S
-from vdgtool.stores.base import (StoreReader, _decode, check_header, open_h5, read_json_attr, read_meta,
-                                 write_json_attr, write_meta)
+from vdgtool.stores.base import (StoreReader, _decode, check_header, damaged, name_list, open_h5, read_json_attr,
+                                 read_meta, refuse_output_in_inputs, write_json_attr, write_meta)
+from vdgtool.stores.checksum import check as check_crc, crc_of, crc_update, stamp
+from vdgtool.stores.lock import OutputLock
 
 ENCODINGS = ("raw", "jpeg")
 VLEN_U8 = h5py.vlen_dtype(np.dtype("uint8"))
@@ -59,18 +61,23 @@ def decode_jpeg(buf: np.ndarray) -> np.ndarray:
 
 def _write_array(group: h5py.Group, name: str, arr: np.ndarray, encoding: str, quality: int,
                  chunk_frames: int) -> None:
+    """One video's array (raw, or JPEG frames) with its checksum (see stores/checksum.py)."""
     if encoding == "jpeg":
         bufs = encode_jpeg(arr, quality)
         ds = group.create_dataset(name, shape=(len(bufs),), dtype=VLEN_U8)
+        crc = 0
         for i, b in enumerate(bufs):
             ds[i] = b
+            crc = crc_update(crc, b)
         ds.attrs["shape"] = np.asarray(arr.shape, dtype=np.int64)
     else:
         arr = np.ascontiguousarray(arr)
         chunks = None
         if arr.ndim >= 1 and arr.shape[0] > 0 and arr.size > 0:
             chunks = (min(arr.shape[0], chunk_frames),) + arr.shape[1:]
-        group.create_dataset(name, data=arr, chunks=chunks)
+        ds = group.create_dataset(name, data=arr, chunks=chunks)
+        crc = crc_of(arr)
+    stamp(ds, crc)
 
 
 class VideoStoreWriter:
@@ -83,7 +90,8 @@ class VideoStoreWriter:
                  domains: Iterable[str] = (), conventions: dict | None = None,
                  provenance: dict | None = None, encoding: str = "raw", jpeg_quality: int = 90,
                  chunk_frames: int = 8, resume: bool = False, overwrite: bool = False,
-                 segment_bytes: int = 256 << 20, segment_videos: int = 256):
+                 segment_bytes: int = 256 << 20, segment_videos: int = 256, input_digest: str | None = None,
+                 inputs: Iterable[str] = ()):
         if kind not in S.VIDEO_KINDS:
             raise StoreError(f"unknown video store kind '{kind}'", f"use one of {S.VIDEO_KINDS}")
         if encoding not in ENCODINGS:
@@ -100,6 +108,8 @@ class VideoStoreWriter:
         if encoding == "jpeg":
             self.conventions.setdefault("jpeg_quality", self.quality)
         self.provenance = dict(provenance or {})
+        if input_digest:  # what --resume compares: a different input is refused, never mixed in
+            self.provenance["input_digest"] = input_digest
         self.segdir = self.path + ".partial.d"
         self.segment_bytes = segment_bytes
         self.segment_videos = segment_videos
@@ -113,9 +123,17 @@ class VideoStoreWriter:
         self._seg_bytes = 0
         self._seg_n = 0
 
-        parent = os.path.dirname(os.path.abspath(self.path))
-        if not os.path.isdir(parent):
-            raise InputError(f"output folder {parent} does not exist", "create it first")
+        check_output_path(self.path, inputs)
+        # one writer per output: taken before anything is deleted or created (docs/stores.md, Locks)
+        self._lock = OutputLock(self.path).acquire()
+        try:
+            with output_errors(self.path):
+                self._prepare(resume, overwrite)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _prepare(self, resume: bool, overwrite: bool) -> None:
         if os.path.exists(self.path) and not overwrite:
             if resume:
                 # killed between the final rename and the clean-up: the store itself is complete
@@ -123,7 +141,7 @@ class VideoStoreWriter:
                 raise InputError(f"{self.path} is already complete, there is nothing to resume",
                                  "pass --overwrite to re-create it")
             raise InputError(f"{self.path} already exists", "pass --overwrite to replace it, or choose another -o")
-        existing = sorted(glob.glob(os.path.join(self.segdir, "seg-*.h5")))
+        existing = sorted(glob.glob(os.path.join(glob.escape(self.segdir), "seg-*.h5")))
         if os.path.isdir(self.segdir) and not resume:
             if overwrite:
                 shutil.rmtree(self.segdir)
@@ -132,7 +150,7 @@ class VideoStoreWriter:
                 raise InputError(f"an interrupted run left {self.segdir}",
                                  "pass --resume to continue it, or --overwrite to start again")
         os.makedirs(self.segdir, exist_ok=True)
-        for tmp in glob.glob(os.path.join(self.segdir, "*.tmp")):
+        for tmp in glob.glob(os.path.join(glob.escape(self.segdir), "*.tmp")):
             os.remove(tmp)  # a segment that was being written when the run was killed
         for seg in existing:
             self._adopt_segment(seg)
@@ -142,28 +160,40 @@ class VideoStoreWriter:
     def _adopt_segment(self, seg: str) -> None:
         try:
             with h5py.File(seg, "r") as f:
-                conv = read_json_attr(f, S.ATTR_CONVENTIONS, {})
-                classes = read_json_attr(f, S.ATTR_CLASSES, [])
+                conv = read_json_attr(f, S.ATTR_CONVENTIONS, {}, dict)
+                classes = name_list(f, S.ATTR_CLASSES)
                 diff = _conv_diff(conv, _jsonable(self.conventions))
                 if diff or classes != self.classes or _decode(f.attrs.get(S.ATTR_KIND, "")) != self.kind:
                     what = diff or ("classes" if classes != self.classes else "kind")
                     raise InputError(
                         f"--resume with different settings than the interrupted run ({os.path.basename(seg)}: "
                         f"{what})", "resume with the same options, or pass --overwrite to start again")
+                prov = read_json_attr(f, S.ATTR_PROVENANCE, {}, dict)
+                had, now = prov.get("input_digest"), self.provenance.get("input_digest")
+                if had and now and had != now:
+                    parents = ", ".join(map(str, prov.get("parents") or [])) or "another input"
+                    raise InputError(f"--resume with a different input than the interrupted run (it read "
+                                     f"{parents}; the input's manifest digest differs)",
+                                     "resume with the same INPUT, or pass --overwrite to start again")
                 # domain indices in the segment refer to its domain list: keep every name known
-                for d in read_json_attr(f, S.ATTR_DOMAINS, []):
+                for d in name_list(f, S.ATTR_DOMAINS):
                     if d not in self.domains:
                         self.domains.append(d)
+                counts = {}
                 for grp in ("meta", "errors"):
                     if grp in f and "key" in f[grp]:
-                        keys = [_decode(k) for k in f[grp]["key"][()]]
-                        self.done_keys.update(keys)
-                        if grp == "meta":
-                            self.n_videos += len(keys)
-                        else:
-                            self.n_errors += len(keys)
-        except OSError:
-            os.remove(seg)  # unreadable: its videos are simply redone
+                        counts[grp] = [_decode(k) for k in f[grp]["key"][()]]
+        except InputError:
+            raise
+        except Exception:  # noqa: BLE001 - unreadable or damaged: its videos are simply redone
+            os.remove(seg)
+            return
+        for grp, keys in counts.items():
+            self.done_keys.update(keys)
+            if grp == "meta":
+                self.n_videos += len(keys)
+            else:
+                self.n_errors += len(keys)
 
     # -- writing ----------------------------------------------------------------------------------
     def _open_segment(self) -> None:
@@ -226,13 +256,16 @@ class VideoStoreWriter:
         if frames.ndim != 4:
             raise StoreError(f"video {key}: expected a (T, H, W, C) array, got shape {frames.shape}",
                              "this is a bug in the caller")
-        f = self._ensure_segment()
-        row = len(self._seg_rows["key"])  # videos only: add_error also counts in _seg_n
-        _write_array(f["data"], f"{row:08d}", frames, self.encoding if frames.dtype == np.uint8 and
-                     frames.shape[-1] in (1, 3) else "raw", self.quality, self.chunk_frames)
-        for name, arr in (extras or {}).items():
-            g = f.require_group(f"extras/{name}")
-            _write_array(g, f"{row:08d}", np.asarray(arr), "raw", 0, self.chunk_frames)
+        with output_errors(self.path):
+            ensure_room(self.path, frames.nbytes + sum(np.asarray(a).nbytes for a in (extras or {}).values()),
+                        self._seg_bytes)
+            f = self._ensure_segment()
+            row = len(self._seg_rows["key"])  # videos only: add_error also counts in _seg_n
+            _write_array(f["data"], f"{row:08d}", frames, self.encoding if frames.dtype == np.uint8 and
+                         frames.shape[-1] in (1, 3) else "raw", self.quality, self.chunk_frames)
+            for name, arr in (extras or {}).items():
+                g = f.require_group(f"extras/{name}")
+                _write_array(g, f"{row:08d}", np.asarray(arr), "raw", 0, self.chunk_frames)
         r = self._seg_rows
         r["key"].append(key)
         r["index"].append(int(index))
@@ -248,13 +281,15 @@ class VideoStoreWriter:
         self.n_videos += 1
         self._seg_n += 1
         self._seg_bytes += frames.nbytes
-        self._maybe_rotate()
+        with output_errors(self.path):
+            self._maybe_rotate()
 
     def add_error(self, key: str, *, index: int, source: str, reason: str) -> None:
         """Record an input that could not be processed (it is skipped, and reported)."""
         if key in self.done_keys:
             return
-        self._ensure_segment()
+        with output_errors(self.path):
+            self._ensure_segment()
         e = self._err_rows
         e["key"].append(key)
         e["index"].append(int(index))
@@ -263,16 +298,26 @@ class VideoStoreWriter:
         self.done_keys.add(key)
         self.n_errors += 1
         self._seg_n += 1
-        self._maybe_rotate()
+        with output_errors(self.path):
+            self._maybe_rotate()
 
     def commit(self) -> str:
         """Close the last segment, merge all segments in manifest order, rename into place."""
-        self._close_segment()
-        segs = sorted(glob.glob(os.path.join(self.segdir, "seg-*.h5")))
         tmp = self.path + ".partial"
-        merge_video_segments(segs, tmp, header=self)
-        os.replace(tmp, self.path)
-        shutil.rmtree(self.segdir, ignore_errors=True)
+        try:
+            with output_errors(self.path):
+                self._close_segment()
+                segs = sorted(glob.glob(os.path.join(glob.escape(self.segdir), "seg-*.h5")))
+                ensure_room(self.path, sum(os.path.getsize(p) for p in segs))  # the merge copies every segment
+                merge_video_segments(segs, tmp, header=self)
+                os.replace(tmp, self.path)
+            shutil.rmtree(self.segdir, ignore_errors=True)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            self.abort()
+            raise
+        self._lock.release()
         return self.path
 
     def abort(self) -> None:
@@ -283,6 +328,12 @@ class VideoStoreWriter:
         has no metadata row and is ignored by the merge). If saving fails, the segment is dropped and
         its videos are redone on ``--resume``.
         """
+        try:
+            self._abort_segment()
+        finally:
+            self._lock.release()
+
+    def _abort_segment(self) -> None:
         if self._seg is None:
             return
         name = self._seg.filename
@@ -309,6 +360,90 @@ class VideoStoreWriter:
         else:
             self.abort()
         return False
+
+
+def check_output_path(path: str, inputs: Iterable[str] = ()) -> None:
+    """Refuse an output whose folder is missing, that is a folder, or that is one of the inputs."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise InputError(f"output folder {parent} does not exist", "create it first")
+    if os.path.isdir(path):
+        raise InputError(f"the output {path} is a folder", "pass a file name for the store, e.g. -o out.h5")
+    refuse_output_in_inputs(path, list(inputs))
+
+
+class output_errors:
+    """Turn an OS error while writing ``path`` (disk full, permissions, read-only) into a StoreError."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and issubclass(exc_type, OSError) and not isinstance(exc, StoreError):
+            raise write_error(self.path, exc) from None
+        return False
+
+
+#: free space a writer leaves on the device (metadata, the final merge's header, other processes)
+RESERVE_BYTES = 16 << 20
+
+
+def ensure_room(path: str, nbytes: int, file_bytes: int = 0) -> None:
+    """Refuse (StoreError) before writing ``nbytes`` more into a file of ``file_bytes`` when the device lacks
+    the space or the process's file-size limit would be passed.
+
+    HDF5 does not survive a failed write well (its cached metadata cannot be flushed, and closing the file
+    can crash the process), so a full disk is detected before the write, while the open segment can still
+    be closed cleanly and kept for --resume.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        st = os.statvfs(folder)
+        free = st.f_bavail * st.f_frsize
+    except (OSError, AttributeError):  # no statvfs (Windows) or an odd file system: let the write tell
+        free = None
+    if free is not None and free < nbytes + RESERVE_BYTES:
+        raise StoreError(f"no space left on the device for {path} ({nbytes / 2**20:.1f} MiB more to write, "
+                         f"{free / 2**20:.1f} MiB free in {folder})",
+                         "free space or write elsewhere with -o; finished work is kept and --resume continues")
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError):
+        return
+    if soft != resource.RLIM_INFINITY and soft >= 0 and file_bytes + nbytes + (1 << 20) > soft:
+        raise StoreError(f"writing {path} would pass this process's file-size limit of {soft / 2**20:.1f} MiB",
+                         "raise the limit (ulimit -f) or write smaller shards (--num-shards); finished work is "
+                         "kept and --resume continues")
+
+
+def write_error(path: str, exc: OSError) -> StoreError:
+    import errno
+
+    code = getattr(exc, "errno", None)
+    text = " ".join(str(exc).split())
+    if code is None:  # h5py puts the errno into the text only
+        for name in ("ENOSPC", "EDQUOT", "EFBIG", "EACCES", "EROFS", "EPERM"):
+            if f"errno = {getattr(errno, name)}," in text:
+                code = getattr(errno, name)
+                break
+    folder = os.path.dirname(os.path.abspath(path))
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return StoreError(f"no space left on the device while writing {path}",
+                          f"free space in {folder} or write elsewhere with -o; finished segments are kept and "
+                          "--resume continues")
+    if code == errno.EFBIG:
+        return StoreError(f"the file system refused a file this large while writing {path}",
+                          "write to another file system with -o (or raise the file-size limit)")
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StoreError(f"cannot write {path}: {os.strerror(code)}",
+                          f"choose an -o in a folder you can write to (not {folder})")
+    return StoreError(f"cannot write {path} ({exc.__class__.__name__}: {text[:160]})",
+                      "check the output folder and free space, then re-run with --resume")
 
 
 def _jsonable(d: dict) -> Any:
@@ -347,9 +482,9 @@ def merge_video_segments(inputs: list[str], out_path: str, header: Any = None, c
             if check_complete:
                 check_header(f, p)
             kinds.add(_decode(f.attrs.get(S.ATTR_KIND, "")))
-            convs.append(read_json_attr(f, S.ATTR_CONVENTIONS, {}))
-            classes_all.append(read_json_attr(f, S.ATTR_CLASSES, []))
-            domains_all.append(read_json_attr(f, S.ATTR_DOMAINS, []))
+            convs.append(read_json_attr(f, S.ATTR_CONVENTIONS, {}, dict))
+            classes_all.append(name_list(f, S.ATTR_CLASSES))
+            domains_all.append(name_list(f, S.ATTR_DOMAINS))
             meta = read_meta(f["meta"], S.VIDEO_META) if "meta" in f else {}
             for r, (idx, key) in enumerate(zip(meta.get("index", []), meta.get("key", []))):
                 entries.append((int(idx), key, i, r))
@@ -390,7 +525,16 @@ def merge_video_segments(inputs: list[str], out_path: str, header: Any = None, c
                                          "a shard was given twice or shards overlap; pass each shard once")
                     ekeys[key] = fi
         errors.sort()
+        metas = [read_meta(f["meta"], S.VIDEO_META) if "meta" in f else {} for f in files]
+        for idx, key, fi, r in entries:  # labels / domains must index the lists of their own file
+            for col, names in (("label", classes_all[fi]), ("domain", domains_all[fi])):
+                v = int(metas[fi][col][r]) if col in metas[fi] else -1
+                if not -1 <= v < len(names):
+                    raise StoreError(f"video '{key}' in {inputs[fi]} has {col} {v}, outside its {len(names)} "
+                                     f"{'classes' if col == 'label' else 'domains'}",
+                                     f"the store is damaged; run vdgtool store verify {inputs[fi]} and re-create it")
         out = h5py.File(out_path, "w")
+        ok = False
         try:
             if header is not None:
                 header._write_header(out, complete=False)
@@ -404,7 +548,6 @@ def merge_video_segments(inputs: list[str], out_path: str, header: Any = None, c
                     write_json_attr(out, S.ATTR_PROVENANCE, provenance)
             data = out.create_group("data")
             rows = {k: [] for k in S.VIDEO_META}
-            metas = [read_meta(f["meta"], S.VIDEO_META) if "meta" in f else {} for f in files]
             for new_row, (idx, key, fi, r) in enumerate(entries):
                 src = files[fi]
                 name = f"{r:08d}"
@@ -430,22 +573,55 @@ def merge_video_segments(inputs: list[str], out_path: str, header: Any = None, c
                     erows[col].append(em[col][r])
             write_meta(out.create_group("errors"), S.ERROR_META, erows)
             out.attrs[S.ATTR_COMPLETE] = True
+            ok = True
         finally:
             out.close()
+            if not ok and os.path.exists(out_path):
+                os.remove(out_path)  # never leave a .partial behind a failed merge
         return {"videos": len(entries), "errors": len(errors)}
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+        names = ", ".join(map(str, inputs[:3])) + (" ..." if len(inputs) > 3 else "")
+        raise damaged(names, exc) from None
     finally:
         for f in files:
             f.close()
 
 
+def check_on_read() -> bool:
+    """Whether readers verify checksums on read: ``vdgtool --check VERB`` or VDGTOOL_CHECK=1."""
+    return os.environ.get("VDGTOOL_CHECK", "").strip().lower() not in ("", "0", "false", "no")
+
+
 class VideoStore(StoreReader):
     """Read a clip or flow store. Metadata is loaded once; frames are read on demand."""
 
-    def __init__(self, path: str, kind: str | tuple | None = S.VIDEO_KINDS):
+    #: metadata columns a reader cannot do without
+    REQUIRED = ("key", "index", "label", "domain", "num_frames", "height", "width")
+
+    def __init__(self, path: str, kind: str | tuple | None = S.VIDEO_KINDS, check: bool | None = None):
         super().__init__(path, kind)
+        #: verify each video's checksum on its first read (``vdgtool --check``, VDGTOOL_CHECK=1)
+        self.check = check_on_read() if check is None else bool(check)
+        self._verified: set[int] = set()
 
     def _load(self, f: h5py.File) -> None:
+        if "meta" not in f or not isinstance(f["meta"], h5py.Group):
+            raise StoreError(f"{self.path} has no /meta group", f"the store is damaged; re-create it")
         self.meta = read_meta(f["meta"], S.VIDEO_META)
+        missing = [c for c in self.REQUIRED if c not in self.meta]
+        if missing:
+            raise StoreError(f"{self.path} lacks the metadata column(s) {', '.join(missing)}",
+                             "the store is damaged; re-create it")
+        n = len(self.meta["key"])
+        bad = [c for c, v in self.meta.items() if len(v) != n]
+        if bad:
+            raise StoreError(f"{self.path}: metadata column {bad[0]} has {len(self.meta[bad[0]])} rows, "
+                             f"key has {n}", "the store is damaged; re-create it")
+        for c in ("source", "decoder"):
+            self.meta.setdefault(c, np.array([""] * n, dtype=object))
+        for c in ("fps",):
+            self.meta.setdefault(c, np.zeros(n, np.float32))
+        self._check_indices()
         self.errors = read_meta(f["errors"], S.ERROR_META) if "errors" in f else {}
         self.extras = sorted(f["extras"].keys()) if "extras" in f else []
         self.encoding = self.conventions.get("encoding", "raw")
@@ -467,16 +643,50 @@ class VideoStore(StoreReader):
             self._key_to_row = {k: i for i, k in enumerate(self.meta["key"])}
         return self._key_to_row[key]
 
+    def _dataset(self, group: str, row: int, extra: str | None = None) -> h5py.Dataset:
+        name = f"{int(row):08d}"
+        try:
+            g = self.h5[group] if extra is None else self.h5[group][extra]
+            ds = g[name]
+        except KeyError:
+            key = self.meta["key"][row] if 0 <= int(row) < len(self) else row
+            raise StoreError(f"{self.path} has no array for video {key} (row {row})",
+                             f"the store is damaged; run vdgtool store verify {self.path}") from None
+        if not isinstance(ds, h5py.Dataset):
+            raise StoreError(f"{self.path}: /{group}/{name} is not an array", "the store is damaged; re-create it")
+        if self.check and (group, extra, int(row)) not in self._verified:
+            if check_crc(ds) is False:
+                key = self.meta["key"][row] if 0 <= int(row) < len(self) else row
+                raise StoreError(f"video {key} (row {row}) in {self.path} is damaged (checksum mismatch)",
+                                 f"re-create the store; vdgtool store verify {self.path} lists every damaged video")
+            self._verified.add((group, extra, int(row)))
+        return ds
+
     def read(self, row: int, frames: Iterable[int] | None = None) -> np.ndarray:
         """Frames of video ``row`` (all, or the given indices, repeats and any order allowed)."""
-        ds = self.h5["data"][f"{int(row):08d}"]
-        return self._read_ds(ds, frames)
+        ds = self._dataset("data", row)
+        jpeg = ds.dtype == object or h5py.check_vlen_dtype(ds.dtype) is not None
+        if not jpeg and (ds.ndim != 4 or (self.kind == "clips" and ds.dtype != np.uint8)):
+            raise StoreError(f"video {self.meta['key'][row]} in {self.path} is a {ds.dtype} array of shape "
+                             f"{ds.shape}; a {self.kind} store holds {'uint8 ' if self.kind == 'clips' else ''}"
+                             "(T, H, W, C) arrays", f"re-create the store; vdgtool store verify {self.path} "
+                                                    "lists every such video")
+        return self._read_checked(ds, frames, row)
+
+    def _read_checked(self, ds, frames, row):
+        try:
+            return self._read_ds(ds, frames)
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            key = self.meta["key"][row] if 0 <= int(row) < len(self) else row
+            raise StoreError(f"video {key} (row {row}) in {self.path} cannot be read "
+                             f"({exc.__class__.__name__}: {' '.join(str(exc).split())[:120]})",
+                             f"the store is damaged; run vdgtool store verify {self.path} and re-create it") from None
 
     def read_extra(self, name: str, row: int, frames: Iterable[int] | None = None) -> np.ndarray:
         if name not in self.extras:
             raise StoreError(f"{self.path} has no '{name}' arrays (it has: {', '.join(self.extras) or 'none'})",
                              "re-create the store with the option that saves them")
-        return self._read_ds(self.h5["extras"][name][f"{int(row):08d}"], frames)
+        return self._read_checked(self._dataset("extras", row, name), frames, row)
 
     def _read_ds(self, ds: h5py.Dataset, frames) -> np.ndarray:
         jpeg = ds.dtype == object or h5py.check_vlen_dtype(ds.dtype) is not None

@@ -35,6 +35,8 @@ def parse_size(text) -> tuple[int, int] | None:
         raise InputError(f"cannot read size '{text}'", "use 384 (square), WIDTHxHEIGHT like 640x480, or source") from None
     if min(size) < 2:
         raise InputError(f"size {text} is too small", "use at least 2x2 pixels")
+    if max(size) > 8192:
+        raise InputError(f"size {text} is larger than 8192 pixels on a side", "use e.g. 384 or 640x480")
     return size
 
 
@@ -54,6 +56,7 @@ class SynthOptions:
     save_depth: bool = False
     fps: float = 8.0
     redepth: bool = False                      # re-run the depth network on every generated frame
+    max_pixels: int | None = None              # refuse larger images (default: vdgtool.video.decode.MAX_PIXELS)
 
     def resolve(self) -> "SynthOptions":
         from vdgtool.synth.render import FILLS
@@ -75,8 +78,14 @@ class SynthOptions:
             o.size = (384, 384)
         o.rot_deg = tuple(self.rot_deg or p.rot_deg)
         o.trans = tuple(self.trans or p.trans)
+        import math
+
+        if not isinstance(o.fps, (int, float)) or not math.isfinite(o.fps) or o.fps <= 0:
+            raise InputError(f"--fps {o.fps} is not a positive finite frame rate", "pass e.g. --fps 8")
+        if o.max_pixels is not None and o.max_pixels < 1:
+            raise InputError(f"--max-pixels {o.max_pixels} must be at least 1", "pass e.g. --max-pixels 40000000")
         for name, r in (("rotation", o.rot_deg), ("translation", o.trans)):
-            if len(r) != 2 or r[0] < 0 or r[1] < r[0]:
+            if len(r) != 2 or not all(math.isfinite(v) for v in r) or r[0] < 0 or r[1] < r[0]:
                 raise InputError(f"{name} range {r} is not 'low,high' with 0 <= low <= high", "e.g. 1,2")
         o.focal = float(self.focal or p.focal)
         return o
@@ -115,20 +124,45 @@ class SynthResult:
                 "render_frames_per_s": round(fps, 2) if fps else None, "bad_inputs": self.errors}
 
 
-def load_image(path: str) -> np.ndarray:
-    """RGB uint8 (H, W, 3) with EXIF orientation applied; DecodeError for anything unreadable."""
+def load_image(path: str, max_pixels: int | None = None) -> np.ndarray:
+    """RGB uint8 (H, W, 3) with EXIF orientation applied; DecodeError for anything unreadable.
+
+    An image whose header claims more than ``max_pixels`` (a decompression bomb, or simply too large) is
+    refused before its pixels are decoded.
+    """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    from vdgtool.video.decode import MAX_PIXELS, file_kind
+
+    limit = MAX_PIXELS if max_pixels is None else int(max_pixels)
+    kind = file_kind(path)
+    if kind not in ("file", "missing"):
+        raise DecodeError(f"{path} is a {kind}, not an image file", "remove it from the dataset")
+    import warnings
+
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings(), Image.open(path) as im:  # vdgtool applies its own limit
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            w, h = im.size
+            if w * h > limit:
+                raise DecodeError(f"image {path} claims {w}x{h} pixels ({w * h / 1e6:.0f} M), above the limit of "
+                                  f"{limit / 1e6:.0f} M (a decompression bomb or a huge scan)",
+                                  "remove or shrink it (or raise --max-pixels if it is genuine)")
             im = ImageOps.exif_transpose(im)
             im.load()
             arr = np.array(im.convert("RGB"))
     except FileNotFoundError:
         raise DecodeError(f"{path} does not exist", "fix the manifest") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DecodeError(f"cannot decode image {path}: {' '.join(str(exc).split())[:160]}",
-                          "re-download or remove the file") from None
+    except Image.DecompressionBombError as exc:
+        raise DecodeError(f"image {path} is a decompression bomb ({' '.join(str(exc).split())[:120]})",
+                          "remove it from the dataset") from None
+    except DecodeError:
+        raise
+    except MemoryError:
+        raise DecodeError(f"out of memory while decoding image {path}", "remove or shrink it") from None
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types on damaged files; one image never stops a run
+        raise DecodeError(f"cannot decode image {path}: {exc.__class__.__name__}: "
+                          f"{' '.join(str(exc).split())[:160]}", "re-download or remove the file") from None
     if arr.ndim != 3 or min(arr.shape[:2]) < 2:
         raise DecodeError(f"image {path} is too small ({arr.shape})", "remove it")
     return np.ascontiguousarray(arr)
@@ -180,7 +214,9 @@ def synth_video(manifest, out: str, *, depth: str = "none", opts: SynthOptions |
     prov = make_provenance(seed=seed, parents=[p for p in (inputs or [manifest.root]) if p],
                            manifest_form=manifest.form, depth=backend.describe())
     writer = VideoStoreWriter(out, "clips", classes=manifest.classes, conventions=conventions, provenance=prov,
-                              encoding=encoding, jpeg_quality=jpeg_quality, resume=resume, overwrite=overwrite)
+                              encoding=encoding, jpeg_quality=jpeg_quality, resume=resume, overwrite=overwrite,
+                              input_digest=manifest.digest(),
+                              inputs=list(inputs or []) + [it.path for it in manifest.items])
     todo = [it for it in items if it.key not in writer.done_keys]
     res = SynthResult(path=out, skipped_resume=len(items) - len(todo))
     if res.skipped_resume:
@@ -193,7 +229,9 @@ def synth_video(manifest, out: str, *, depth: str = "none", opts: SynthOptions |
             good = []
             for it in batch:
                 try:
-                    img = load_image(it.path)
+                    if it.error:
+                        raise DecodeError(it.error, "")
+                    img = load_image(it.path, opts.max_pixels)
                     if opts.mode == "depth":
                         img = resize_image(img, opts.size)
                     good.append((it, img))

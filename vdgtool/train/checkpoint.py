@@ -68,18 +68,29 @@ def network_states(ck: dict) -> dict[str, dict]:
     return out
 
 
-def _checked_config(ck: dict) -> dict:
-    cfg = ck.get("config")
+def checked_config(ck: dict) -> dict:
+    """The config of a vdgtool checkpoint, refused (CheckpointError) unless it can rebuild the model:
+    a dict with a model name, a list of class names and (optional) model kwargs / networks as dicts."""
     where = ck.get("_path", "checkpoint")
+    cfg = ck.get("config")
+    remedy = "the checkpoint is damaged or was not written by vdgtool train; use another checkpoint"
     if not isinstance(cfg, dict):
-        raise CheckpointError(f"{where} has a config of type {type(cfg).__name__}, not a mapping",
-                              "pass a checkpoint written by vdgtool train")
+        raise CheckpointError(f"{where} has a config of type {type(cfg).__name__}, not a dict", remedy)
+    if not isinstance(cfg.get("model"), str) or not cfg["model"]:
+        raise CheckpointError(f"{where} names no model in its config", remedy)
     names = cfg.get("class_names")
     if not isinstance(names, list) or not names or not all(isinstance(c, str) for c in names):
-        raise CheckpointError(f"{where} records no class names", "pass a checkpoint written by vdgtool train")
-    if not isinstance(cfg.get("model"), str):
-        raise CheckpointError(f"{where} records no model name", "pass a checkpoint written by vdgtool train")
+        raise CheckpointError(f"{where} has no class names in its config (class_names: "
+                              f"{type(names).__name__})", remedy)
+    for key in ("model_kwargs", "networks", "hparams"):
+        if not isinstance(cfg.get(key) or {}, dict):
+            raise CheckpointError(f"{where} has {key} that are not a dict", remedy)
+    if not isinstance(ck.get("model"), dict):
+        raise CheckpointError(f"{where} holds no model weights (a {type(ck.get('model')).__name__})", remedy)
     return cfg
+
+
+_checked_config = checked_config
 
 
 def _network_records(cfg: dict, primary: str = "model") -> dict:
@@ -96,7 +107,7 @@ def _load_network(model, state, where: str, what: str) -> None:
         raise CheckpointError(f"{where} holds no weights for {what}", "pass a checkpoint written by vdgtool train")
     try:
         model.load_state_dict(state)
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"the weights of {what} in {where} do not fit "
                               f"({' '.join(str(exc).split())[:160]})", "check the model kwargs") from None
 

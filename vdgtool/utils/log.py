@@ -31,8 +31,16 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """vdgtool's log level on stderr; ``-v`` also lets FFmpeg / decord print their own lines (silenced
+    otherwise, in worker processes too: vdgtool reports one line per bad file instead)."""
+    import os
+
     global _QUIET
     _QUIET = quiet
+    if verbose and not quiet:
+        os.environ["VDGTOOL_NATIVE_LOGS"] = "1"
+    elif quiet:
+        os.environ.pop("VDGTOOL_NATIVE_LOGS", None)
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(level)

@@ -20,18 +20,65 @@ GIF_EXTS = (".gif",)
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
 
 
+class LimitExceeded(DecodeError):
+    """A source above ``--max-pixels`` or ``--frame-limit``: refused before decoding, by every reader."""
+
+
+#: Default decoding limits (``--max-pixels``, ``--frame-limit``): sized for real video, checked before any
+#: frame buffer is allocated. 8K UHD is 33.2 M pixels; 30 000 frames are 16 min at 30 fps (datasets of short
+#: clips stay far below; long videos want --fps or --max-frames anyway).
+MAX_PIXELS = 40_000_000
+FRAME_LIMIT = 30_000
+
+
 @dataclass
 class DecodeOptions:
     """How frames are taken from a source.
 
     ``size``: None (keep), an int (short side), or (W, H). ``fps``: resample to this rate by timestamps
     (None = keep every ``stride``-th frame). ``max_frames``: cap on the number of stored frames.
+    ``max_pixels`` / ``frame_limit``: a source whose frames are larger, or that would give more stored
+    frames, is refused before decoding (limits, not conventions: they are not recorded in stores).
     """
 
     size: int | tuple[int, int] | None = None
     fps: float | None = None
     stride: int = 1
     max_frames: int | None = None
+    max_pixels: int = MAX_PIXELS
+    frame_limit: int = FRAME_LIMIT
+
+    def __post_init__(self):
+        import math
+
+        if self.fps is not None and (not isinstance(self.fps, (int, float)) or not math.isfinite(self.fps)
+                                     or self.fps <= 0):
+            raise InputError(f"--fps {self.fps} is not a positive finite frame rate", "pass e.g. --fps 25")
+        for name, v, lo in (("--stride", self.stride, 1), ("--max-frames", self.max_frames, 1),
+                            ("--max-pixels", self.max_pixels, 1), ("--frame-limit", self.frame_limit, 1)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo):
+                raise InputError(f"{name} {v} must be an integer >= {lo}", f"pass {name} {max(lo, 1)} or more")
+        if isinstance(self.size, tuple) and (len(self.size) != 2 or min(self.size) < 1):
+            raise InputError(f"size {self.size} is not WIDTHxHEIGHT", "use e.g. 160x120")
+        if isinstance(self.size, int) and not isinstance(self.size, bool) and self.size < 1:
+            self.size = None
+        out_area = (self.size[0] * self.size[1] if isinstance(self.size, tuple) else
+                    self.size * self.size if isinstance(self.size, int) else 0)
+        if out_area > self.max_pixels:
+            raise InputError(f"--size {self.size} gives frames of more than {self.max_pixels / 1e6:.1f} M pixels "
+                             "(--max-pixels)", "use a smaller --size (0 keeps the source size)")
+
+    def check_area(self, path: str, w: int, h: int) -> None:
+        """Refuse a source whose frames exceed ``max_pixels`` (before any frame is decoded)."""
+        if int(w) * int(h) > self.max_pixels:
+            raise LimitExceeded(f"{path} has {w}x{h} frames ({int(w) * int(h) / 1e6:.1f} M pixels), above the limit "
+                              f"of {self.max_pixels / 1e6:.1f} M", "raise --max-pixels if the file is genuine")
+
+    def check_count(self, path: str, n: int) -> None:
+        """Refuse a source that would give more than ``frame_limit`` stored frames."""
+        if n > self.frame_limit:
+            raise LimitExceeded(f"{path} would give {n} frames with these options, above --frame-limit "
+                              f"{self.frame_limit}", "pass --max-frames or a lower --fps, or raise --frame-limit")
 
     def to_conventions(self) -> dict:
         return {"size": list(self.size) if isinstance(self.size, tuple) else self.size,
@@ -93,18 +140,33 @@ def resize_frames(frames: np.ndarray, size) -> np.ndarray:
     return np.stack([resize_frame(fr, size) for fr in frames])
 
 
-def select_indices(n: int, src_fps: float, opts: DecodeOptions, timestamps: np.ndarray | None = None) -> np.ndarray:
+def _time_grid(duration: float, opts: DecodeOptions, path: str = "the video") -> np.ndarray:
+    """Target times ``j / fps`` in [0, duration), refused when there would be more than the frame limit."""
+    stop = duration - 1e-9
+    count = int(np.ceil(max(0.0, stop) * opts.fps)) if np.isfinite(duration) else opts.frame_limit + 1
+    if opts.max_frames:
+        count = min(count, int(opts.max_frames))
+    opts.check_count(path, count)  # before allocating anything
+    t = np.arange(count + 1) * (1.0 / opts.fps)  # as np.arange(0, stop, 1 / fps), without an unbounded grid
+    t = t[t < stop]
+    return t[: int(opts.max_frames)] if opts.max_frames else t
+
+
+def select_indices(n: int, src_fps: float, opts: DecodeOptions, timestamps: np.ndarray | None = None,
+                   path: str = "the video") -> np.ndarray:
     """Indices of the source frames to keep (fps resampling by time, or a fixed stride)."""
     if n <= 0:
         return np.zeros(0, dtype=np.int64)
-    if opts.fps and src_fps and opts.fps > 0:
+    if opts.fps and src_fps and opts.fps > 0 and np.isfinite(src_fps):
         if timestamps is None:
             timestamps = np.arange(n) / float(src_fps)
         duration = float(timestamps[-1]) + (1.0 / src_fps if src_fps else 0.0)
-        t = np.arange(0.0, duration - 1e-9, 1.0 / opts.fps)
+        t = _time_grid(duration, opts, path)
         idx = np.searchsorted(timestamps, t + 1e-6, side="right") - 1
         idx = np.clip(idx, 0, n - 1)
     else:
+        count = -(-n // max(1, int(opts.stride)))
+        opts.check_count(path, min(count, int(opts.max_frames)) if opts.max_frames else count)
         idx = np.arange(0, n, max(1, int(opts.stride)))
     if opts.max_frames:
         idx = idx[: int(opts.max_frames)]
@@ -121,19 +183,83 @@ def _out_fps(src_fps: float, opts: DecodeOptions) -> float:
 _DECORD_BATCH = 16
 
 
-def _decode_decord(path: str, opts: DecodeOptions):
+def native_logs() -> bool:
+    """Whether FFmpeg / decord may print their own log lines (``vdgtool -v``); otherwise they are silenced,
+    and the one-line reason vdgtool reports for a file says what went wrong."""
+    return os.environ.get("VDGTOOL_NATIVE_LOGS", "") not in ("", "0")
+
+
+class _silenced_stderr:
+    """Point file descriptor 2 at /dev/null for a native call that logs there (decord's C++ logger)."""
+
+    def __enter__(self):
+        self.saved = None
+        if native_logs():
+            return self
+        import sys
+
+        try:
+            sys.stderr.flush()
+            self.saved = os.dup(2)
+            nul = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(nul, 2)
+            os.close(nul)
+        except (OSError, ValueError, AttributeError):  # no real fd 2 (embedded / captured): leave it
+            self.saved = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            os.dup2(self.saved, 2)
+            os.close(self.saved)
+        return False
+
+
+def _probe_size(path: str):
+    """(width, height) from the container header (PyAV, no decoding); None when it cannot tell."""
+    try:
+        import av
+
+        with av.open(path) as c:
+            if c.streams.video:
+                cc = c.streams.video[0].codec_context
+                return int(cc.width), int(cc.height)
+    except Exception:  # noqa: BLE001 - the readers report the real problem
+        return None
+    return None
+
+
+def _import_decord():
+    """decord, imported after OpenCV: decord's wheel bundles its own zlib, and when it is loaded first
+    OpenCV's libpng binds to it and every later ``cv2.imread`` of a PNG fails ("libpng error: bad
+    parameters to zlib"), e.g. ``flow --pairs`` or ``synth-video`` after an extract in one process."""
+    import cv2  # noqa: F401  (load order matters, see above)
     import decord
 
+    return decord
+
+
+def _decode_decord(path: str, opts: DecodeOptions):
+    decord = _import_decord()
+
     decord.bridge.set_bridge("native")
-    vr = decord.VideoReader(path, num_threads=1)
+    decord.logging.set_level(decord.logging.INFO if native_logs() else decord.logging.QUIET)
+    wh = _probe_size(path)
+    if wh:
+        opts.check_area(path, *wh)
+    with _silenced_stderr():
+        vr = decord.VideoReader(path, num_threads=1)
     n = len(vr)
     src_fps = float(vr.get_avg_fps() or 0.0)
     if n == 0:
         raise DecodeError(f"{path} has no frames", "check the file")
-    idx = select_indices(n, src_fps, opts).tolist()
+    idx = select_indices(n, src_fps, opts, path=path).tolist()
     out = []
     for s in range(0, len(idx), _DECORD_BATCH):
-        batch = vr.get_batch(idx[s:s + _DECORD_BATCH]).asnumpy()
+        with _silenced_stderr():
+            batch = vr.get_batch(idx[s:s + _DECORD_BATCH]).asnumpy()
+        if s == 0 and not wh and len(batch):
+            opts.check_area(path, batch.shape[2], batch.shape[1])
         out.extend(resize_frame(fr, opts.size) for fr in batch)  # resize now: never hold full-size video
     if not out:
         raise DecodeError(f"{path} decoded to zero frames", "the file is empty or corrupt; re-download it")
@@ -155,7 +281,9 @@ def _decode_pyav(path: str, opts: DecodeOptions):
             raise DecodeError(f"{path} has no video stream", "check the file")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        opts.check_area(path, stream.codec_context.width, stream.codec_context.height)
         src_fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+        limit = min(cap, opts.frame_limit) if cap else opts.frame_limit
         use_fps = bool(opts.fps and opts.fps > 0 and src_fps)
         frames: list[np.ndarray] = []
         n = 0
@@ -165,7 +293,11 @@ def _decode_pyav(path: str, opts: DecodeOptions):
         j = 0  # next target time index (fps mode)
 
         def full():
-            return cap is not None and len(frames) >= cap
+            if cap is not None and len(frames) >= cap:
+                return True
+            if len(frames) > limit:
+                opts.check_count(path, len(frames))
+            return False
 
         for fr in container.decode(stream):
             ts = float(fr.time) if fr.time is not None else n / src_fps if src_fps else float(n)
@@ -208,24 +340,43 @@ def _pyav_rgb(fr, size) -> np.ndarray:
     return resize_frame(img, size)
 
 
-def read_gif(path: str):
-    """All frames of an animated GIF (RGB, disposal applied) and their start times in seconds."""
+def read_gif(path: str, size=None, max_pixels: int = MAX_PIXELS, frame_limit: int = FRAME_LIMIT):
+    """Frames of an animated GIF (RGB, disposal applied; resized to ``size`` one at a time, so a large
+    canvas is never held more than once), their start times in seconds, and the total duration.
+
+    A canvas above ``max_pixels`` or more than ``frame_limit`` frames is refused before decoding them.
+    """
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
+    import warnings
+
     try:
-        im = Image.open(path)
-    except (UnidentifiedImageError, OSError) as exc:
+        with warnings.catch_warnings():  # vdgtool applies its own --max-pixels limit below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise DecodeError(f"{path} is a decompression bomb ({exc})", "raise --max-pixels if the file is genuine") \
+            from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DecodeError(f"{path} is not a readable GIF ({exc})", "check or re-download the file") from None
+    w, h = im.size
+    if w * h > max_pixels:
+        im.close()
+        raise LimitExceeded(f"{path} has a {w}x{h} canvas ({w * h / 1e6:.1f} M pixels), above the limit of "
+                          f"{max_pixels / 1e6:.1f} M", "raise --max-pixels if the file is genuine")
     frames, starts, t_ms = [], [], 0
     try:
         with im:
             for fr in ImageSequence.Iterator(im):
-                frames.append(np.asarray(fr.convert("RGB")))
+                if len(frames) >= frame_limit:
+                    raise LimitExceeded(f"{path} has more than {frame_limit} frames (--frame-limit)",
+                                      "raise --frame-limit if the file is genuine")
+                frames.append(resize_frame(np.asarray(fr.convert("RGB")), size))
                 starts.append(t_ms / 1000.0)
                 dur = int(fr.info.get("duration", 100) or 0)
                 # browsers show frames of <= 10 ms (0 or 1 centisecond) for 100 ms; follow them
                 t_ms += dur if dur > 10 else 100
-    except (OSError, EOFError, ValueError) as exc:
+    except (OSError, EOFError, ValueError, Image.DecompressionBombError) as exc:
         if not frames:
             raise DecodeError(f"{path} is a damaged GIF ({exc})", "check or re-download the file") from None
     if not frames:
@@ -234,29 +385,39 @@ def read_gif(path: str):
 
 
 def _decode_gif(path: str, opts: DecodeOptions):
-    frames, starts, total = read_gif(path)
+    frames, starts, total = read_gif(path, opts.size, opts.max_pixels, opts.frame_limit)
     n = len(frames)
     src_fps = n / total if total > 0 else 10.0
     if opts.fps and opts.fps > 0:
         # select by time using the real (possibly variable) frame durations
-        t = np.arange(0.0, total - 1e-9, 1.0 / opts.fps)
+        t = _time_grid(total, opts, path)
         idx = np.clip(np.searchsorted(starts, t + 1e-6, side="right") - 1, 0, n - 1)
         if opts.max_frames:
             idx = idx[: int(opts.max_frames)]
     else:
-        idx = select_indices(n, src_fps, opts)
-    return np.stack([resize_frame(f, opts.size) for f in frames[idx]]), src_fps, n
+        idx = select_indices(n, src_fps, opts, path=path)
+    return frames[idx], src_fps, n
 
 
 def _decode_frame_dir(path: str, opts: DecodeOptions, fps: float = 30.0):
     import cv2
 
-    names = sorted(f for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTS))
+    from PIL import Image
+
+    try:
+        names = sorted(e.name for e in os.scandir(path) if e.name.lower().endswith(IMAGE_EXTS) and e.is_file())
+    except OSError as exc:
+        raise DecodeError(f"cannot list the frame folder {path} ({exc.strerror})", "check its permissions") from None
     if not names:
         raise DecodeError(f"{path} holds no image frames", "check the frame folder")
-    idx = select_indices(len(names), fps, opts)
+    idx = select_indices(len(names), fps, opts, path=path)
     frames = []
     for i in idx:
+        try:  # the header only: refuse a huge frame before OpenCV allocates it
+            with Image.open(os.path.join(path, names[i])) as im:
+                opts.check_area(os.path.join(path, names[i]), *im.size)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            pass  # unreadable headers are reported by cv2.imread below
         img = cv2.imread(os.path.join(path, names[i]), cv2.IMREAD_COLOR)
         if img is None:
             raise DecodeError(f"frame {names[i]} in {path} is unreadable", "re-extract the frames")
@@ -270,9 +431,13 @@ def decode(path: str, opts: DecodeOptions | None = None, decoders: tuple[str, ..
     Raises :class:`DecodeError` with the reason of every reader that failed.
     """
     opts = opts or DecodeOptions()
-    if not os.path.exists(path):
+    kind = file_kind(path)
+    if kind == "missing":
         raise DecodeError(f"{path} does not exist", "check the manifest or folder")
-    if os.path.isdir(path):
+    if kind not in ("file", "dir"):
+        raise DecodeError(f"{path} is a {kind}, not a regular file",
+                          "only regular files and frame folders are inputs; remove it from the dataset")
+    if kind == "dir":
         frames, src_fps, n = _decode_frame_dir(path, opts)
         decoder = "frames"
     elif path.lower().endswith(GIF_EXTS) or _is_gif(path):
@@ -294,6 +459,12 @@ def decode(path: str, opts: DecodeOptions | None = None, decoders: tuple[str, ..
                 break
             except ImportError as exc:
                 errors.append(f"{name}: not installed ({exc})")
+            except LimitExceeded:
+                raise  # the same limit holds for every reader
+            except MemoryError:
+                raise DecodeError(f"out of memory while decoding {path}",
+                                  "lower --size, --fps or --max-frames (or --frame-limit), or use fewer --workers") \
+                    from None
             except DecodeError as exc:
                 errors.append(f"{name}: {exc.cause}")
             except Exception as exc:  # decoders raise many types on corrupt data
@@ -310,6 +481,29 @@ def decode(path: str, opts: DecodeOptions | None = None, decoders: tuple[str, ..
     frames = resize_frames(np.ascontiguousarray(frames), opts.size)  # no-op: readers resize per frame
     return frames, {"fps": _out_fps(src_fps, opts), "source_fps": src_fps, "decoder": decoder,
                     "source_frames": int(n)}
+
+
+def file_kind(path: str) -> str:
+    """'file', 'dir', 'missing', or what else it is (FIFO, socket, device): only files and folders are read."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError:
+        return "file"  # permission problems are reported by the reader
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISFIFO(mode):
+        return "FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
 
 
 def _is_gif(path: str) -> bool:

@@ -11,7 +11,7 @@ from vdgtool.stores.video import VideoStoreWriter
 from vdgtool.utils.env import shard_items
 from vdgtool.utils.log import get_logger, progress
 from vdgtool.utils.provenance import make_provenance
-from vdgtool.video.decode import DecodeOptions, decode
+from vdgtool.video.decode import DecodeOptions, LimitExceeded, decode
 from vdgtool.video.manifest import Item, Manifest
 
 log = get_logger("extract")
@@ -44,13 +44,18 @@ def _init_worker() -> None:
 
 def _work(args):
     item, opts = args
+    if item.error:  # known bad before decoding (an unreadable class folder)
+        return item, None, None, item.error
     try:
         frames, info = decode(item.path, opts)
         return item, frames, info, None
+    except LimitExceeded as exc:  # its remedy names the option that lets the file through
+        return item, None, None, str(exc)
     except DecodeError as exc:
         return item, None, None, exc.cause
     except MemoryError:
-        return item, None, None, "out of memory while decoding (use --max-frames or a smaller --size)"
+        return item, None, None, ("out of memory while decoding (lower --size, --fps or --max-frames, or use fewer "
+                                  "--workers)")
     except Exception as exc:  # a worker must never take the batch down
         return item, None, None, f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:200]}"
 
@@ -79,7 +84,8 @@ def extract(manifest: Manifest, out: str, *, opts: DecodeOptions | None = None, 
             domains.append(it.domain)
     writer = VideoStoreWriter(out, "clips", classes=manifest.classes, domains=domains, conventions=conventions,
                               provenance=prov, encoding=encoding, jpeg_quality=jpeg_quality, resume=resume,
-                              overwrite=overwrite)
+                              overwrite=overwrite, input_digest=manifest.digest(),
+                              inputs=list(inputs or []) + [it.path for it in manifest.items])
     todo = [it for it in items if it.key not in writer.done_keys]
     res = ExtractResult(path=out, videos=0, skipped_resume=len(items) - len(todo))
     if res.skipped_resume:

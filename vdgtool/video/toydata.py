@@ -124,13 +124,16 @@ def make_toy_dataset(out_dir: str, *, size: int = 64, frames: int = 16, videos_p
         raise InputError(f"--bias {bias} is outside [0, 1]", "use a probability, e.g. 0.7")
     if frames < 2 or videos_per_class < 1:
         raise InputError("need at least 2 frames and 1 video per class", "raise --frames / --videos-per-class")
-    if os.path.exists(os.path.join(out_dir, "real.csv")) and not overwrite:
+    if fps < 1 or (speed is not None and speed < 1):
+        raise InputError(f"--fps {fps} and --speed {speed} must be at least 1", "use e.g. --fps 8")
+    if any(os.path.exists(os.path.join(out_dir, f"{d}.csv")) for d in ("real", "animated")) and not overwrite:
         raise InputError(f"{out_dir} already holds a toy dataset", "pass --overwrite or choose another folder")
     speed = speed or max(1, size // 16)
     classes = sorted(DIRECTIONS)
     hues = {c: 360.0 * k / len(classes) + 15.0 for k, c in enumerate(classes)}
     rng = np.random.default_rng(seed)
     summary = {"root": out_dir, "classes": classes, "domains": {}, "bias": bias, "seed": seed}
+    manifests = {}
     for domain, ext in (("real", "mp4"), ("animated", "gif")):
         rows = []
         for c in classes:
@@ -150,10 +153,15 @@ def make_toy_dataset(out_dir: str, *, size: int = 64, frames: int = 16, videos_p
                 rel = f"{domain}/{c}/{c}_{v:03d}.{ext}"
                 (write_mp4 if ext == "mp4" else write_gif)(os.path.join(out_dir, rel), clip, fps)
                 rows.append((rel, c, domain))
-        with open(os.path.join(out_dir, f"{domain}.csv"), "w", newline="") as f:
+        manifests[domain] = rows
+        summary["domains"][domain] = {"videos": len(rows), "manifest": os.path.join(out_dir, f"{domain}.csv"),
+                                      "format": ext}
+    # the manifests mark a finished dataset: written last, so a failed run never blocks a re-run
+    for domain, rows in manifests.items():
+        tmp = os.path.join(out_dir, f"{domain}.csv.partial")
+        with open(tmp, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["path", "label", "domain"])
             w.writerows(rows)
-        summary["domains"][domain] = {"videos": len(rows), "manifest": os.path.join(out_dir, f"{domain}.csv"),
-                                      "format": ext}
+        os.replace(tmp, os.path.join(out_dir, f"{domain}.csv"))
     return summary
