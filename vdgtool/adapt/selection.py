@@ -24,6 +24,9 @@ import numpy as np
 from vdgtool.errors import ConfigError
 
 SCORES = ("conf", "margin", "entropy")
+#: scores within this of the threshold pass it: stores keep float32 probabilities, so a mean of 0.9 and 0.7
+#: reads 0.79999995 and must still pass 0.8
+SCORE_TOL = 1e-6
 BALANCES = ("none", "fraction", "cap")
 
 
@@ -179,7 +182,7 @@ def select(probs, *, threshold: float = 0.9, score: str = "conf", balance: str =
     """Select pseudo-labelled rows of a pool from its (rows, K) class probabilities.
 
     1. score every row (``confidence``) and predict ŷ = argmax (the first maximum);
-    2. S = {i : score_i >= threshold};
+    2. S = {i : score_i >= threshold} (up to ``SCORE_TOL``, float32 noise);
     3. ``balance="fraction"``: per predicted class k keep the top ceil(fraction * n_k) of S by score,
        n_k = pool rows predicted k (pick ``fraction`` per round with ``schedule_value``);
        ``balance="cap"``: at most ceil(cap_factor * |S| / K) rows per class;
@@ -217,7 +220,7 @@ def select(probs, *, threshold: float = 0.9, score: str = "conf", balance: str =
     c = confidence(p, score)
     pred = p.argmax(axis=1).astype(np.int64) if n else np.zeros(0, np.int64)
     predicted = np.bincount(pred, minlength=k)
-    sel = np.flatnonzero(c >= tau)
+    sel = np.flatnonzero(c >= tau - SCORE_TOL)
     above = np.bincount(pred[sel], minlength=k)
     if balance == "fraction":
         caps = np.array([_ceil(float(fraction) * m) for m in predicted], dtype=np.int64)
