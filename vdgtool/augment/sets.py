@@ -327,7 +327,8 @@ def _quantize_frames(x: torch.Tensor, k: int) -> torch.Tensor:
     palf = pal.to(torch.float32).masked_fill_((cnt == 0)[..., None], 1e4)          # empty boxes never win
     qf = q.to(torch.float32)
     out = torch.empty_like(q)
-    step = max(1, (1 << 24) // max(1, h * w * k))                                   # distance matrix size
+    budget = 1 << (26 if x.is_cuda else 24)                                          # distance matrix size
+    step = max(1, budget // max(1, h * w * k))
     for i in range(0, n, step):
         sl = slice(i, i + step)
         d = (qf[sl, :, None, 0] - palf[sl, None, :, 0]).square_()
