@@ -19,7 +19,7 @@ COMMANDS: dict[str, str] = {
     "score": "vdgtool.cli.score:score",
     "eval": "vdgtool.cli.eval:eval_cmd",
     "features": "vdgtool.cli.eval:features",
-    "collect": "vdgtool.cli.eval:collect_cmd",
+    "collect": "vdgtool.cli.collect:collect_cmd",
 }
 
 
