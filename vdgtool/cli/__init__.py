@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "eval": "vdgtool.cli.eval:eval_cmd",
     "features": "vdgtool.cli.eval:features",
     "collect": "vdgtool.cli.collect:collect_cmd",
+    "plot": "vdgtool.cli.plot:plot",
 }
 
 
