@@ -56,7 +56,7 @@ def test_auto_groups_by_every_differing_option_and_per_seed_paths(sweep):
     res = collect([str(root)], "val")  # a sweep directory: its runs are found
     assert res["runs"] == 5
     # data / val / init differ only by the seed in the path: the same option per seed, not a group
-    assert res["group_by"] == ["method", "hparams.lam", "init"]
+    assert res["group_by"] == ["method", "hparams.lam"] and res["implied"] == ["init"]  # init follows the method
     rows = _rows(res)
     assert set(rows) == {("erm", "-"), ("drl-freeze", "0.5"), ("drl-freeze", "1.0")}
     erm = rows[("erm", "-")]
@@ -67,7 +67,7 @@ def test_auto_groups_by_every_differing_option_and_per_seed_paths(sweep):
     lam1 = rows[("drl-freeze", "1.0")]
     assert lam1["runs"] == 1 and lam1["anim"]["se"] is None  # one seed: no SE is claimed
     assert "Model selection: val (best epoch on the source validation store real_val)" in res["caption"]
-    assert "Groups by: method, hparams.lam, init" in res["caption"]
+    assert "Groups by: method, hparams.lam (which also fix init)" in res["caption"]
 
 
 def test_selection_rules_and_compare_side_by_side(sweep):
@@ -141,3 +141,11 @@ def test_cli_formats_and_at_file(sweep, run_cli, tmp_path):
     assert "Table: Mean class accuracy" in out and "| all" in out
     code, out, err = run_cli("collect", runs[2], runs[4], "--group-by", "method")
     assert code == 1 and "differ in hparams.lam" in err and "Traceback" not in err
+
+
+def test_a_shared_path_holding_a_seed_digit_is_not_split(tmp_path):
+    # /tmp/run0/... is the same for both seeds; only seed{N}/ is the per-seed part
+    runs = [_run(tmp_path, f"s{s}", s, [0.5], [0.1 * (s + 1)], data=[f"/tmp/run0/seed{s}/train.h5"],
+                 val=["/tmp/run0/val.h5"], init=f"/tmp/run0/seed{s}/erm/last.pt") for s in (0, 1)]
+    res = collect(runs, "last")
+    assert res["group_by"] == [] and res["rows"][0]["runs"] == 2

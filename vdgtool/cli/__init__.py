@@ -21,6 +21,8 @@ COMMANDS: dict[str, str] = {
     "features": "vdgtool.cli.eval:features",
     "collect": "vdgtool.cli.collect:collect_cmd",
     "plot": "vdgtool.cli.plot:plot",
+    "sweep": "vdgtool.cli.sweep:sweep",
+    "completion": "vdgtool.cli.completion:completion",
 }
 
 

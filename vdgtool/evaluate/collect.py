@@ -97,22 +97,60 @@ def _looks_like_path(s: str) -> bool:
     return "/" in s or os.sep in s or s.lower().endswith(_PATH_EXT)
 
 
-def _per_seed(v, seed):
-    """Paths with the run's own seed as a number in them (seed3/, _s3.h5) -> '{seed}' (same option per seed)."""
-    if seed is None:
-        return v
-    if isinstance(v, str) and _looks_like_path(v):
-        return re.sub(rf"(?<!\d){int(seed)}(?!\d)", "{seed}", v)
-    if isinstance(v, list):
-        return [_per_seed(x, seed) for x in v]
-    return v
+def _seed_templates(v: str, seed) -> list[str]:
+    """``v`` and every way of writing the run's seed in it as '{seed}' (one occurrence, or all)."""
+    if seed is None or not isinstance(v, str) or not _looks_like_path(v):
+        return [v]
+    spots = [m.span() for m in re.finditer(rf"(?<!\d){int(seed)}(?!\d)", v)]
+    out = [v]
+    for a, b in spots:
+        out.append(v[:a] + "{seed}" + v[b:])
+    if len(spots) > 1:
+        out.append(re.sub(rf"(?<!\d){int(seed)}(?!\d)", "{seed}", v))
+    return out
+
+
+def _same_per_seed(values: list, seeds: list) -> list:
+    """Write each run's path with its own seed as '{seed}' where that makes runs agree.
+
+    For every run the candidates are the value and its seed templates; the template shared by most
+    runs wins (greedy), so ``data/seed0/x.h5`` and ``data/seed1/x.h5`` become one option while a path
+    that merely contains the digit of a seed (``/tmp/sweep0/real.h5`` for every seed) stays as it is.
+    """
+    if all(isinstance(v, list) for v in values) and len({len(v) for v in values}) == 1:
+        cols = [_same_per_seed([v[j] for v in values], seeds) for j in range(len(values[0]))]
+        return [[c[i] for c in cols] for i in range(len(values))]
+    cands = [_seed_templates(v, s) for v, s in zip(values, seeds)]
+    out: list = [None] * len(values)
+    todo = set(range(len(values)))
+    while todo:
+        count: dict[str, list[int]] = {}
+        for i in sorted(todo):
+            for c in dict.fromkeys(_canon(x) for x in cands[i]):
+                count.setdefault(c, []).append(i)
+        best = max(count, key=lambda c: (len(count[c]), "{seed}" not in c, c))
+        for i in count[best]:
+            out[i] = json.loads(best)
+            todo.discard(i)
+    return out
 
 
 def run_options(cfg: dict) -> dict:
     """The options that identify a run's condition: flattened config.json without the runtime keys."""
-    flat = _flat({k: v for k, v in cfg.items() if k not in RUNTIME_KEYS and not (k == "hp" and "hparams" in cfg)})
-    seed = cfg.get("seed")
-    return {k: _per_seed(v, seed) for k, v in flat.items()}
+    return _flat({k: v for k, v in cfg.items() if k not in RUNTIME_KEYS and not (k == "hp" and "hparams" in cfg)})
+
+
+def runs_options(cfgs: list[dict]) -> list[dict]:
+    """:func:`run_options` of several runs, with per-seed paths written the same way (see _same_per_seed)."""
+    opts = [run_options(c) for c in cfgs]
+    seeds = [c.get("seed") for c in cfgs]
+    for k in sorted({k for o in opts for k in o}):
+        vals = [o.get(k) for o in opts]
+        if len({_canon(v) for v in vals}) > 1:
+            for o, v in zip(opts, _same_per_seed(vals, seeds)):
+                if k in o or v is not None:
+                    o[k] = v
+    return opts
 
 
 def _canon(v) -> str:
@@ -199,9 +237,22 @@ def _stats(values: list[float]) -> dict:
     return {"mean": mean, "se": se, "n": n}
 
 
+def _implied(keys: list[str], opts: list[dict]) -> tuple[list[str], list[str]]:
+    """Split ordered keys into (needed, implied): a key is implied when the keys before it already fix its
+    value (method fixes its default hyper-parameters, often the lr and init of an arm)."""
+    kept: list[str] = []
+    implied: list[str] = []
+    for k in keys:
+        by: dict[str, set] = {}
+        for o in opts:
+            by.setdefault(_canon([o.get(g) for g in kept]), set()).add(_canon(o.get(k)))
+        (kept if any(len(v) > 1 for v in by.values()) else implied).append(k)
+    return kept, implied
+
+
 def group_runs(runs: list[dict], group_by: str | tuple | list | None = "auto", ignore=()) -> tuple[list, list, dict]:
-    """(group keys, [(key values, runs)], options shared by every run)."""
-    opts = [run_options(r["config"]) for r in runs]
+    """(group keys, [(key values, runs)], options shared by every run, implied keys)."""
+    opts = runs_options([r["config"] for r in runs])
     keys = sorted({k for o in opts for k in o})
     ignore = set(ignore or ())
     differing = [k for k in keys if k not in ignore and len({_canon(o.get(k)) for o in opts}) > 1]
@@ -210,7 +261,9 @@ def group_runs(runs: list[dict], group_by: str | tuple | list | None = "auto", i
         first = ("method", "model")
         gkeys = sorted(differing, key=lambda k: (k not in first, first.index(k) if k in first else 0,
                                                  not k.startswith("hparams."), k))
+        gkeys, implied = _implied(gkeys, opts)
     else:
+        implied = []
         gkeys = [g for g in (group_by.split(",") if isinstance(group_by, str) else group_by) if g]
         unknown = [g for g in gkeys if g not in keys]
         if unknown:
@@ -223,7 +276,8 @@ def group_runs(runs: list[dict], group_by: str | tuple | list | None = "auto", i
     out = []
     for vals, members in groups.values():
         if len(members) > 1:
-            mixed = [k for k in differing if k not in gkeys and len({_canon(o.get(k)) for _, o in members}) > 1]
+            mixed = [k for k in differing if k not in gkeys and k not in implied
+                     and len({_canon(o.get(k)) for _, o in members}) > 1]
             if mixed:
                 ex = "; ".join(f"{k}: {', '.join(sorted({label(o.get(k)) for _, o in members}))}" for k in mixed[:3])
                 raise ConfigError(f"runs of group ({', '.join(f'{g}={label(v)}' for g, v in zip(gkeys, vals)) or 'all'})"
@@ -238,8 +292,8 @@ def group_runs(runs: list[dict], group_by: str | tuple | list | None = "auto", i
                     raise ConfigError(f"two runs of one group have seed {s} and the same options ({seen[ident]} and "
                                       f"{r['dir']})", "pass each run once, or tell them apart by an option")
                 seen[ident] = r["dir"]
-        out.append((vals, [r for r, _ in members]))
-    return gkeys, out, constant
+        out.append((vals, [r for r, _ in members], {k: members[0][1].get(k) for k in implied}))
+    return gkeys, out, constant, implied
 
 
 def collect(run_dirs: list[str], rule: str = "val", source: str | None = None, target: str | None = None,
@@ -262,16 +316,16 @@ def collect(run_dirs: list[str], rule: str = "val", source: str | None = None, t
         runs = [r for r in runs if r["done"]]
     if not runs:
         raise InputError("no finished run to collect", "wait for the runs, or leave out --done-only")
-    gkeys, groups, constant = group_runs(runs, group_by, ignore)
+    gkeys, groups, constant, implied = group_runs(runs, group_by, ignore)
     rules = list(RULES) if compare else [rule]
     stores: list[str] = []
     for r in runs:
         stores += [s for s in _stores(r) if s not in stores]
     sources = sorted({source or (_stores(r) or [None])[0] for r in runs} - {None})
     rows = []
-    for vals, members in groups:
+    for vals, members, implied_vals in groups:
         row: dict = {g: label(v) for g, v in zip(gkeys, vals)}
-        row["options"] = dict(zip(gkeys, vals))
+        row["options"] = {**dict(zip(gkeys, vals)), **implied_vals}
         row["runs"] = len(members)
         row["seeds"] = sorted((r["config"].get("seed") for r in members), key=lambda s: (s is None, s))
         row["unfinished"] = sum(not r["done"] for r in members)
@@ -287,7 +341,7 @@ def collect(run_dirs: list[str], rule: str = "val", source: str | None = None, t
                         row[s] = cell
         rows.append(row)
     res = {"selection": rule, "rules": rules, "source": source, "target": target, "metric": metric,
-           "group_by": gkeys, "stores": stores, "sources": sources, "constant": constant, "rows": rows,
+           "group_by": gkeys, "implied": implied, "stores": stores, "sources": sources, "constant": constant, "rows": rows,
            "skipped_unfinished": skipped, "runs": len(runs)}
     res["caption"] = caption(res)
     return res
@@ -300,6 +354,8 @@ def caption(res: dict) -> str:
     else:
         sel = f"{res['selection']} ({rule_text(res['selection'], res['source'], res['target'], res['sources'])})"
     groups = ", ".join(res["group_by"]) if res["group_by"] else "none (all runs share their options)"
+    if res.get("implied"):
+        groups += f" (which also fix {', '.join(res['implied'])})"
     text = f"{metric} (%), mean ± SE over seeds (n = seeds per cell). Model selection: {sel}. Groups by: {groups}."
     if any(r["unfinished"] for r in res["rows"]):
         text += " * = includes unfinished runs."
