@@ -11,8 +11,8 @@ class _DefaultRun(click.Group):
     """`vdgtool sweep SPEC ...` is `vdgtool sweep run SPEC ...`."""
 
     def parse_args(self, ctx, args):
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
-            args = ["run", *args]
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["run", *args]  # the group has no options of its own: anything else is for `run`
         return super().parse_args(ctx, args)
 
 
