@@ -59,6 +59,17 @@ scale-min = 0.6
 workers = 0"
 SEED_LIST="[$(echo $SEEDS | sed 's/ /, /g')]"
 SWEEP=(vdgtool sweep --jobs "${JOBS:-1}")   # JOBS=2: two runs at a time (one per GPU when there are GPUs)
+spec_head() {   # the part every sweep spec of this recipe shares; $1 = comment, then EPOCHS LR
+  echo "# written by recipes/drl/toy_drl.sh: $1"
+  echo "seeds = $SEED_LIST"
+  echo "run_name = $RUN_NAME"
+  echo "[train]"
+  echo "data = $DATA"
+  echo "val = $VALS"
+  echo "$COMMON_TOML"
+  echo "epochs = $2"
+  echo "lr = $3"
+}
 
 mkdir -p "$OUT"
 if [ $REUSE = 1 ]; then
@@ -82,15 +93,7 @@ else
   INIT=$(q "$OUT/seed{seed}/erm/checkpoints/last.pt"); RUN_NAME='"seed{seed}/{arm}"'
   # stage 1: the ERM baseline of every seed
   {
-    echo "# written by recipes/drl/toy_drl.sh: ERM on the real domain, one run per seed"
-    echo "seeds = $SEED_LIST"
-    echo "run_name = $RUN_NAME"
-    echo "[train]"
-    echo "data = $DATA"
-    echo "val = $VALS"
-    echo "$COMMON_TOML"
-    echo "epochs = $EPOCHS"
-    echo "lr = $LR"
+    spec_head "ERM on the real domain, one run per seed" "$EPOCHS" "$LR"
     echo "[[arms]]"
     echo 'name = "erm"'
     echo 'method = "erm"'
@@ -101,16 +104,8 @@ fi
 
 # stage 2: every DRL arm (and the erm-ft control) as a fine-tune of its seed's ERM checkpoint
 {
-  echo "# written by recipes/drl/toy_drl.sh: fine-tunes from the ERM checkpoint of the same seed"
-  echo "seeds = $SEED_LIST"
-  echo "run_name = $RUN_NAME"
-  echo "[train]"
-  echo "data = $DATA"
-  echo "val = $VALS"
-  echo "$COMMON_TOML"
+  spec_head "fine-tunes from the ERM checkpoint of the same seed" "$FT_EPOCHS" "$FT_LR"
   echo "init = $INIT"
-  echo "epochs = $FT_EPOCHS"
-  echo "lr = $FT_LR"
   for M in $METHODS; do
     METHOD=${M%%@*}; EXTRA=""; [ "$METHOD" = "$M" ] || EXTRA=${M#*@}
     [ "$METHOD" != erm-ft ] || METHOD=erm
