@@ -39,7 +39,7 @@ def test_expansion_arms_grid_random_seeds_and_argv():
     a = p.args
     assert a[:2] == ["--batch-size", "4"] and "--no-flip" in a
     assert a[a.index("--val") + 1] == "/d/val.h5" and a.count("--val") == 2  # list order kept
-    assert ["--hp", "student=test_frame2d"] == a[a.index("--hp"):a.index("--hp") + 2]
+    assert a[a.index("--hp"):a.index("--hp") + 4] == ["--hp", "lam=0.5", "--hp", "student=test_frame2d"]  # sorted
     # the same samples for every arm and seed (random search compares arms on the same draws)
     wd = {q.options["weight-decay"] for q in s.points}
     assert len(wd) == 3
@@ -282,3 +282,16 @@ def test_submitit_local_executor_and_preemption_requeue(toy_stores, tmp_path, mo
     assert requeued.function() == 0  # what the requeued job runs on the node
     log = open(os.path.join(d, "sweep.log")).read()
     assert "--resume" in log.split("== attempt 2")[1].splitlines()[0] and os.path.exists(os.path.join(d, "done"))
+
+
+def test_dry_run_writes_nothing_and_toml_specs_read(tmp_path, run_cli):
+    spec = tmp_path / "s.toml"
+    spec.write_text('seeds = 2\nrun_name = "{arm}/lam{hp.lam}/s{seed}"\n[train]\ndata = "d.h5"\nhp.student = "test_frame2d"\n'
+                    '[[arms]]\nname = "erm"\nmethod = "erm"\n[grid]\n"hp.lam" = [0.5, 1.0]\n')
+    out = tmp_path / "sw"
+    code, o, err = run_cli("sweep", spec, "-o", out, "--dry-run", "--jobs", "1")
+    assert code == 0, err
+    assert "4 run(s); 4 to launch (dry run" in o and "--hp lam=0.5 --hp student=test_frame2d" in o
+    assert "erm/lam1.0/s1" in o and not out.exists()
+    code, o, err = run_cli("sweep", "status", tmp_path / "nowhere")
+    assert code == 1 and "does not exist" in err

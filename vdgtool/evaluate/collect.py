@@ -355,7 +355,10 @@ def caption(res: dict) -> str:
         sel = f"{res['selection']} ({rule_text(res['selection'], res['source'], res['target'], res['sources'])})"
     groups = ", ".join(res["group_by"]) if res["group_by"] else "none (all runs share their options)"
     if res.get("implied"):
-        groups += f" (which also fix {', '.join(res['implied'])})"
+        hp = [k for k in res["implied"] if k.startswith("hparams.")]
+        other = [k for k in res["implied"] if not k.startswith("hparams.")]
+        named = other + (hp if len(hp) <= 2 else [f"{len(hp)} method hyper-parameters (hparams.*)"])
+        groups += f" (which also fix {', '.join(named)})"
     text = f"{metric} (%), mean ± SE over seeds (n = seeds per cell). Model selection: {sel}. Groups by: {groups}."
     if any(r["unfinished"] for r in res["rows"]):
         text += " * = includes unfinished runs."

@@ -260,7 +260,7 @@ def train_args(options: dict, table: dict | None = None) -> list[str]:
             continue
         if opt.multiple:
             if isinstance(v, dict):
-                args += [x for k, vv in v.items() for x in (opt.flag, f"{k}={_scalar_text(vv)}")]
+                args += [x for k, vv in sorted(v.items()) for x in (opt.flag, f"{k}={_scalar_text(vv)}")]
             else:
                 for item in (v if isinstance(v, list) else [v]):
                     args += [opt.flag, *([_scalar_text(x) for x in item] if isinstance(item, list)
