@@ -338,6 +338,11 @@ def expand(raw: dict, path: str = "spec", sweep_dir: str | None = None, cmd: cli
         hint = ("train options go under [train], [grid], [random] or [[arms]]"
                 if any(k in option_table(cmd) for k in unknown) else f"the spec keys are {', '.join(TOP_KEYS)}")
         raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}", hint)
+    for t in ("train", "grid", "random", "local", "slurm"):
+        if not isinstance(raw.get(t) or {}, dict):
+            raise ConfigError(f"{path}: {t} must be a table", f"write [{t}] followed by key = value lines")
+    if not isinstance(raw.get("random_seed", 0), int) or isinstance(raw.get("random_seed"), bool):
+        raise ConfigError(f"{path}: random_seed = {raw['random_seed']!r}", "write random_seed = N (an integer)")
     table = option_table(cmd)
     base: dict = {}
     for k, v in (raw.get("train") or {}).items():
