@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -186,11 +187,11 @@ def toy_stores(toy, tmp_path_factory):
     return out
 
 
-def _toy_spec(path, stores, epochs, **extra):
+def _toy_spec(path, stores, epochs, logger=None, **extra):
     spec = {"seeds": [0, 1], "run_name": "seed{seed}/{arm}",
             "train": {"data": stores["real"], "val": [stores["real"], stores["animated"]], "model": "test_c3d",
                       "size": 32, "epochs": epochs, "batch-size": 4, "no-flip": True, "lr": 0.01,
-                      "max-steps-per-epoch": 2},
+                      "max-steps-per-epoch": 2, **({"logger": logger} if logger else {})},
             "arms": [{"name": "erm", "method": "erm"}, {"name": "drl-freeze", "method": "drl-freeze"}], **extra}
     path.write_text(json.dumps(spec))
     return str(path)
@@ -204,7 +205,8 @@ def _sweep(*args, **kw):
 
 @pytest.mark.slow
 def test_local_sweep_interrupted_and_rerun(toy_stores, tmp_path):
-    spec = _toy_spec(tmp_path / "spec.json", toy_stores, epochs=3)
+    tb = importlib.util.find_spec("tensorboard") is not None  # a train option the sweep passes on as it is
+    spec = _toy_spec(tmp_path / "spec.json", toy_stores, epochs=3, **({"logger": "tensorboard"} if tb else {}))
     out = tmp_path / "sw"
     p = _sweep(spec, "-o", out, "--jobs", "1")
     second = out / "seed1" / "erm"
@@ -241,6 +243,8 @@ def test_local_sweep_interrupted_and_rerun(toy_stores, tmp_path):
 
     res = collect([str(out)], "last")
     assert res["group_by"] == ["method"] and [r["runs"] for r in res["rows"]] == [2, 2]
+    if tb:  # the interrupted run logged to TensorBoard across both attempts
+        assert len(list((second / "tb").glob("events.out.tfevents.*"))) == 2
 
 
 @pytest.mark.slow

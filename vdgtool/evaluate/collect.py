@@ -29,8 +29,10 @@ RULES = ("val", "last", "oracle")
 METRICS = ("top1", "mean_class")
 
 #: config.json keys that never define a group: where and how a run ran, not what it is
-RUNTIME_KEYS = frozenset({"output", "seed", "workers", "device", "save_every", "provenance", "logger", "loggers",
-                          "input_spec", "hp"})  # "hp" is in "hparams" (resolved, with defaults)
+#: (train.config.RESUMABLE_CHANGES, the seed, records derived from other options, provenance)
+RUNTIME_KEYS = frozenset({"output", "seed", "workers", "device", "logger", "allow_nonfinite", "save_every",
+                          "provenance", "resumed", "input_spec", "networks", "inputs",
+                          "hp"})  # "hp" is in "hparams" (resolved, with defaults)
 _PATH_EXT = (".h5", ".pt", ".pth", ".txt", ".csv", ".json", ".toml", ".lst")
 
 
