@@ -103,7 +103,18 @@ def test_wandb_offline_without_configuration(tmp_path, monkeypatch):
     assert len(offline) == 1
     run_id = (run / "wandb_id.txt").read_text().strip()
     assert offline[0].endswith(f"run-{run_id}.wandb")
-    blob = open(offline[0], "rb").read()  # the offline transaction log holds every key we logged
-    for key in (b"train/loss", b"val/anim/top1", b"event/bank_fill/fill", b"hparam/best_val_top1", b"hp.lam"):
+    import time
+
+    import wandb
+
+    wandb.teardown()  # the W&B service writes the offline log asynchronously: let it finish
+    keys = (b"train/loss", b"val/anim/top1", b"event/bank_fill/fill", b"hparam/best_val_top1", b"hp.lam")
+    deadline = time.time() + 60
+    while True:
+        blob = open(offline[0], "rb").read()  # the offline transaction log holds every key we logged
+        if all(k in blob for k in keys) or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    for key in keys:
         assert key in blob, key
     assert os.path.getsize(offline[0]) > 0
