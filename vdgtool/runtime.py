@@ -9,7 +9,6 @@ signals, which the main process handles).
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 from typing import Callable
 

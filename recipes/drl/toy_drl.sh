@@ -12,6 +12,10 @@
 # Prints per run: freeze dynamic score on the real validation clips, accuracy on real and animated;
 # then mean ± SE over seeds. Everything lands in OUT (first argument, or $OUT, default runs/toy_drl).
 #
+# The training runs go through `vdgtool sweep` (local launcher; specs written to OUT/erm_sweep.toml and
+# OUT/drl_sweep.toml): running the recipe again skips finished runs and resumes interrupted ones;
+# JOBS=2 runs two at a time. `vdgtool sweep status OUT` shows where they are.
+#
 # Reuse mode (recipes/quickstart.sh step 5): set TRAIN_STORE, REAL_VAL, ANIM_VAL (clip stores) and
 # ERM_RUN (an ERM run directory, or its checkpoint .pt) to skip the data generation and the ERM
 # training; one seed ($SEEDS, default 0), results in OUT directly (no seedS/ sub-folder).
@@ -46,47 +50,85 @@ if [ -n "${TRAIN_STORE:-}${REAL_VAL:-}${ANIM_VAL:-}${ERM_RUN:-}" ]; then
   REUSE=1
 fi
 
+q() { local s=${1//\\/\\\\}; printf '"%s"' "${s//\"/\\\"}"; }   # a TOML string
+COMMON_TOML="model = $(q "$MODEL")
+optimizer = \"adamw\"
+batch-size = 16
+no-flip = true
+scale-min = 0.6
+workers = 0"
+SEED_LIST="[$(echo $SEEDS | sed 's/ /, /g')]"
+SWEEP=(vdgtool sweep --jobs "${JOBS:-1}")   # JOBS=2: two runs at a time (one per GPU when there are GPUs)
+spec_head() {   # the part every sweep spec of this recipe shares; $1 = comment, then EPOCHS LR
+  echo "# written by recipes/drl/toy_drl.sh: $1"
+  echo "seeds = $SEED_LIST"
+  echo "run_name = $RUN_NAME"
+  echo "[train]"
+  echo "data = $DATA"
+  echo "val = $VALS"
+  echo "$COMMON_TOML"
+  echo "epochs = $2"
+  echo "lr = $3"
+}
+
 mkdir -p "$OUT"
-for S in $SEEDS; do
-  if [ $REUSE = 1 ]; then
-    D="$OUT"; TRAIN="$TRAIN_STORE"; RV="$REAL_VAL"; AV="$ANIM_VAL"
-    case $ERM_RUN in *.pt) ERM_CK="$ERM_RUN";; *) ERM_CK="$ERM_RUN/checkpoints/last.pt";; esac
-  else
-    D="$OUT/seed$S"; TRAIN="$D/real_train.h5"; RV="$D/real_val.h5"; AV="$D/animated_val.h5"
-    ERM_CK="$D/erm/checkpoints/last.pt"
+if [ $REUSE = 1 ]; then
+  case $ERM_RUN in *.pt) ERM_CK="$ERM_RUN";; *) ERM_CK="$ERM_RUN/checkpoints/last.pt";; esac
+  [ -f "$ERM_CK" ] || { echo "toy_drl.sh: no ERM checkpoint $ERM_CK" >&2; exit 1; }
+  DATA=$(q "$TRAIN_STORE"); VALS="[$(q "$REAL_VAL"), $(q "$ANIM_VAL")]"; INIT=$(q "$ERM_CK"); RUN_NAME='"{arm}"'
+else
+  for S in $SEEDS; do   # the data of each seed (the training runs go through vdgtool sweep below)
+    D="$OUT/seed$S"
     mkdir -p "$D"
-    if [ ! -f "$AV" ]; then
+    if [ ! -f "$D/animated_val.h5" ]; then
       $V toydata "$D/train" --seed "$S" --bias "$BIAS" --videos-per-class "$VPC" --overwrite >/dev/null
       $V toydata "$D/val" --seed $((S + 1000)) --bias "$BIAS" --videos-per-class 16 --overwrite >/dev/null
-      $V extract "$D/train/real" -o "$TRAIN" --size 64 --encoding raw --overwrite >/dev/null
-      $V extract "$D/val/real" -o "$RV" --size 64 --encoding raw --overwrite >/dev/null
-      $V extract "$D/val/animated" -o "$AV" --size 64 --encoding raw --overwrite >/dev/null
+      $V extract "$D/train/real" -o "$D/real_train.h5" --size 64 --encoding raw --overwrite >/dev/null
+      $V extract "$D/val/real" -o "$D/real_val.h5" --size 64 --encoding raw --overwrite >/dev/null
+      $V extract "$D/val/animated" -o "$D/animated_val.h5" --size 64 --encoding raw --overwrite >/dev/null
     fi
-    if [ ! -f "$D/erm/done" ]; then
-      echo "toy_drl: seed $S: ERM ($EPOCHS epochs)" >&2
-      $V train --data "$TRAIN" --val "$RV" --val "$AV" "${COMMON[@]}" --method erm --epochs "$EPOCHS" \
-        --lr "$LR" --seed "$S" -o "$D/erm" --overwrite --json >/dev/null
-    fi
-  fi
-  [ -f "$ERM_CK" ] || { echo "toy_drl.sh: no ERM checkpoint $ERM_CK" >&2; exit 1; }
+  done
+  DATA=$(q "$OUT/seed{seed}/real_train.h5")
+  VALS="[$(q "$OUT/seed{seed}/real_val.h5"), $(q "$OUT/seed{seed}/animated_val.h5")]"
+  INIT=$(q "$OUT/seed{seed}/erm/checkpoints/last.pt"); RUN_NAME='"seed{seed}/{arm}"'
+  # stage 1: the ERM baseline of every seed
+  {
+    spec_head "ERM on the real domain, one run per seed" "$EPOCHS" "$LR"
+    echo "[[arms]]"
+    echo 'name = "erm"'
+    echo 'method = "erm"'
+  } > "$OUT/erm_sweep.toml"
+  echo "toy_drl: ERM ($EPOCHS epochs), seeds $SEEDS" >&2
+  "${SWEEP[@]}" "$OUT/erm_sweep.toml" -o "$OUT" >&2
+fi
+
+# stage 2: every DRL arm (and the erm-ft control) as a fine-tune of its seed's ERM checkpoint
+{
+  spec_head "fine-tunes from the ERM checkpoint of the same seed" "$FT_EPOCHS" "$FT_LR"
+  echo "init = $INIT"
+  for M in $METHODS; do
+    METHOD=${M%%@*}; EXTRA=""; [ "$METHOD" = "$M" ] || EXTRA=${M#*@}
+    [ "$METHOD" != erm-ft ] || METHOD=erm
+    HP=()
+    case $METHOD in drl-fgsm|drl-pgd|drl-distill) HP+=("student = $(q "$STUDENT")");; esac
+    case $METHOD in drl-freeze|drl-shuffle|drl-distill) [ -z "$LAM" ] || HP+=("lam = $(q "$LAM")");; esac
+    IFS=, read -r -a XS <<< "$EXTRA"
+    for X in ${XS[@]+"${XS[@]}"}; do HP+=("${X%%=*} = $(q "${X#*=}")"); done
+    echo "[[arms]]"
+    echo "name = $(q "$M")"
+    echo "method = $(q "$METHOD")"
+    if [ ${#HP[@]} -gt 0 ]; then (IFS=,; echo "hp = {${HP[*]}}"); fi
+  done
+} > "$OUT/drl_sweep.toml"
+echo "toy_drl: fine-tunes ($FT_EPOCHS epochs): $METHODS" >&2
+"${SWEEP[@]}" "$OUT/drl_sweep.toml" -o "$OUT" >&2
+
+for S in $SEEDS; do   # freeze score and accuracy of the last-epoch checkpoint of every run
+  if [ $REUSE = 1 ]; then D="$OUT"; RV="$REAL_VAL"; AV="$ANIM_VAL"
+  else D="$OUT/seed$S"; RV="$D/real_val.h5"; AV="$D/animated_val.h5"; ERM_CK="$D/erm/checkpoints/last.pt"; fi
   for M in erm $METHODS; do
     CK="$ERM_CK"
-    if [ "$M" != erm ]; then
-      CK="$D/$M/checkpoints/last.pt"    # last epoch: no target-domain model selection
-      if [ ! -f "$D/$M/done" ]; then
-        echo "toy_drl: seed $S: $M (fine-tune, $FT_EPOCHS epochs)" >&2
-        METHOD=${M%%@*}; EXTRA=""; [ "$METHOD" = "$M" ] || EXTRA=${M#*@}
-        [ "$METHOD" != erm-ft ] || METHOD=erm
-        HP=()
-        case $METHOD in drl-fgsm|drl-pgd|drl-distill) HP+=(--hp "student=$STUDENT");; esac
-        case $METHOD in drl-freeze|drl-shuffle|drl-distill) [ -z "$LAM" ] || HP+=(--hp "lam=$LAM");; esac
-        IFS=, read -r -a XS <<< "$EXTRA"
-        for X in ${XS[@]+"${XS[@]}"}; do HP+=(--hp "$X"); done
-        $V train --data "$TRAIN" --val "$RV" --val "$AV" "${COMMON[@]}" --method "$METHOD" ${HP[@]+"${HP[@]}"} \
-          --init "$ERM_CK" --epochs "$FT_EPOCHS" --lr "$FT_LR" --seed "$S" -o "$D/$M" \
-          --overwrite --json >/dev/null
-      fi
-    fi
+    [ "$M" = erm ] || CK="$D/$M/checkpoints/last.pt"    # last epoch: no target-domain model selection
     $V score --method freeze "$CK" --data "$RV" --seed "$S" --json > "$D/$M.score_real.json"
     $V score --method freeze "$CK" --data "$AV" --seed "$S" --json > "$D/$M.score_animated.json"
   done

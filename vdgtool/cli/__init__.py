@@ -19,8 +19,11 @@ COMMANDS: dict[str, str] = {
     "score": "vdgtool.cli.score:score",
     "eval": "vdgtool.cli.eval:eval_cmd",
     "features": "vdgtool.cli.eval:features",
-    "collect": "vdgtool.cli.eval:collect_cmd",
+    "collect": "vdgtool.cli.collect:collect_cmd",
     "pseudolabel": "vdgtool.cli.pseudolabel:pseudolabel",
+    "plot": "vdgtool.cli.plot:plot",
+    "sweep": "vdgtool.cli.sweep:sweep",
+    "completion": "vdgtool.cli.completion:completion",
 }
 
 

@@ -270,3 +270,36 @@ def batch_job_options(what: str = "inputs"):
         return f
 
     return deco
+
+
+def expand_at_files(values) -> tuple[str, ...]:
+    """``@FILE`` entries -> the paths listed in FILE (one per line; blank lines and '#' comments skipped).
+
+    Relative paths in a list are taken as written (relative to the working directory), so the output of
+    ``vdgtool store ls --paths`` or ``find`` can be passed on as is; ``@-`` reads the list from stdin.
+    """
+    out: list[str] = []
+    for v in values or ():
+        v = str(v)
+        if not v.startswith("@") or len(v) == 1:
+            out.append(v)
+            continue
+        name = v[1:]
+        try:
+            f = click.open_file(name, encoding="utf-8")
+            with f:
+                lines = f.read().splitlines()
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read the list {name} ({exc.strerror or exc})") from None
+        got = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+        if not got:
+            raise click.BadParameter(f"the list {name} names no path")
+        out += got
+    return tuple(out)
+
+
+def at_file_callback(ctx, param, value):
+    """click callback: accept ``@FILE`` (a list of paths) wherever a verb takes several paths."""
+    if value is None:
+        return value
+    return expand_at_files(value)

@@ -1,4 +1,4 @@
-"""vdgtool eval, vdgtool features, vdgtool collect."""
+"""vdgtool eval, vdgtool features (vdgtool collect lives in cli/collect.py)."""
 
 from __future__ import annotations
 
@@ -156,33 +156,3 @@ def features(ckpt, model_name, weights, data, output, flow_stores, num_clips, dt
                            device=resolve_device(device), num_clips=num_clips, batch_size=batch_size, workers=workers,
                            amp=amp, dtype=dtype, seed=seed, overwrite=overwrite, flow_stores=list(flow_stores) or None)
     emit(res, as_json)
-
-
-@click.command("collect")
-@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
-@click.option("--select", "rule", type=click.Choice(["last", "val", "oracle"]), default="val", show_default=True,
-              help="Model selection: last epoch, best on source validation, or best on target (oracle).")
-@click.option("--source", help="Name of the source validation store (default: the first --val of each run).")
-@click.option("--target", help="Name of the target store for --select oracle (default: the last --val).")
-@click.option("--group-by", default="method,model", show_default=True, help="Config keys that define a row.")
-@json_option
-def collect_cmd(run_dirs, rule, source, target, group_by, as_json):
-    """Gather several runs (seeds, methods) into one table of mean ± standard error.
-
-    \b
-    Example:
-      vdgtool collect runs/erm_s* runs/drl_s* --select val
-    """
-    from vdgtool.evaluate.collect import collect
-
-    res = collect(list(run_dirs), rule, source, target, tuple(g for g in group_by.split(",") if g))
-    stores = sorted({k for r in res["rows"] for k, v in r.items() if isinstance(v, dict)})
-    headers = [*group_by.split(","), "runs", *[f"{s} top1 %" for s in stores]]
-    rows = []
-    for r in res["rows"]:
-        rows.append([r.get(g) for g in group_by.split(",")] + [r["runs"]] +
-                    [f"{100 * r[s]['mean']:.2f} ± {100 * r[s]['se']:.2f}" if s in r else "" for s in stores])
-    if as_json:
-        emit(res, True)
-    else:
-        emit(res, False, rows, headers=headers, title=f"selection: {rule} (mean ± SE over runs)")

@@ -36,19 +36,25 @@ def extract(input_path, output, size, fps, stride, max_frames, max_pixels, frame
 
     INPUT is a folder tree ROOT/<class>/<video>, a CSV manifest (path,label[,domain]), an
     mmaction list (`path label` or `frame_dir total_frames label`), or a single video or GIF
-    (a one-video store). Formats: mp4, avi, webm, mkv, mov, animated GIF, and frame folders.
+    (a one-video store); `-` reads a CSV or list from stdin (relative paths from the working
+    directory or --data-prefix). Formats: mp4, avi, webm, mkv, mov, animated GIF, and frame folders.
     Unreadable files, FIFOs and sources above --max-pixels / --frame-limit are reported and skipped.
 
     \b
     Example:
       vdgtool extract data/ucf101 -o ucf.h5 --size 128 --fps 25 --workers 8
       sbatch --array=0-15 --wrap 'vdgtool extract list.txt -o ucf.$SLURM_ARRAY_TASK_ID.h5'
+      find data -name '*.mp4' | awk -F/ '{print $0","$(NF-1)}' | vdgtool extract - -o s.h5
     """
     from vdgtool.video.decode import DecodeOptions, parse_size
     from vdgtool.video.extract import extract as run
-    from vdgtool.video.manifest import load_manifest
+    from vdgtool.video.manifest import load_manifest, load_manifest_stream
 
-    man = load_manifest(input_path, domain=domain, classes_file=classes_file, data_prefix=data_prefix)
+    if input_path == "-":
+        man = load_manifest_stream(click.open_file("-", encoding="utf-8"), domain=domain, classes_file=classes_file,
+                                   data_prefix=data_prefix)
+    else:
+        man = load_manifest(input_path, domain=domain, classes_file=classes_file, data_prefix=data_prefix)
     opts = DecodeOptions(size=parse_size(size), fps=fps, stride=stride, max_frames=max_frames, max_pixels=max_pixels,
                          frame_limit=frame_limit)
     res = run(man, output, opts=opts, encoding=encoding, jpeg_quality=jpeg_quality, workers=workers,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from vdgtool.cli.common import FiniteFloat, batch_job_options, device_option, emit, report_batch
-from vdgtool.flow.tvl1 import TVL1Params
+from vdgtool.flow.params import TVL1Params
 
 _D = TVL1Params()
 

@@ -1,10 +1,10 @@
-"""vdgtool store info|verify|merge."""
+"""vdgtool store info|ls|verify|merge."""
 
 from __future__ import annotations
 
 import click
 
-from vdgtool.cli.common import emit, json_option, overwrite_option
+from vdgtool.cli.common import at_file_callback, emit, json_option, overwrite_option
 
 
 @click.group("store")
@@ -14,6 +14,7 @@ def store():
     \b
     Examples:
       vdgtool store info real.h5
+      vdgtool store ls real.h5 --paths | head
       vdgtool store verify real.h5
       vdgtool store merge ucf.*.h5 -o ucf.h5
     """
@@ -54,8 +55,48 @@ def _kv(d: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in d.items())
 
 
+@store.command("ls")
+@click.argument("path", type=click.Path())
+@click.option("--paths", "paths_only", is_flag=True,
+              help="Print only the source file of each video, one per line (with --errors: of each bad input).")
+@click.option("--errors", "errors_only", is_flag=True, help="Only the table of inputs that could not be used.")
+@json_option
+def ls_cmd(path, paths_only, errors_only, as_json):
+    """One row per video (key, class, domain, frames, fps, size, decoder) and the table of bad inputs.
+
+    \b
+    Examples:
+      vdgtool store ls ucf.h5
+      vdgtool store ls ucf.h5 --errors --paths > retry.txt     # the inputs extract had to skip
+      vdgtool store ls ucf.h5 --json | jq '.rows[] | select(.frames < 16) | .key'
+    """
+    from vdgtool.stores.listing import list_store
+
+    d = list_store(path)
+    if errors_only:
+        d["rows"] = []
+    if as_json:
+        emit(d, True)
+        return
+    if paths_only:
+        for r in d["errors"] if errors_only else d["rows"]:
+            if r.get("source"):
+                click.echo(r["source"])
+        return
+    if d["rows"]:
+        cols = [c for c in d["rows"][0] if c != "source"]
+        emit(d, False, [[r[c] for c in cols] for r in d["rows"]], headers=cols)
+    if d["errors"]:
+        if d["rows"]:
+            click.echo("")
+        click.echo(f"{len(d['errors'])} input(s) could not be used:")
+        emit(d, False, [(e["key"], e["source"], e["reason"]) for e in d["errors"]], headers=("key", "source", "reason"))
+    elif errors_only:
+        click.echo("no bad inputs")
+
+
 @store.command("verify")
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True, type=click.Path(), callback=at_file_callback)
 @click.option("--no-decode", is_flag=True, help="Only check structure, metadata and conventions (no data read).")
 @json_option
 def verify_cmd(paths, no_decode, as_json):
@@ -77,7 +118,7 @@ def verify_cmd(paths, no_decode, as_json):
 
 
 @store.command("merge")
-@click.argument("shards", nargs=-1, required=True, type=click.Path())
+@click.argument("shards", nargs=-1, required=True, type=click.Path(), callback=at_file_callback)
 @click.option("-o", "--output", required=True, type=click.Path(), help="Merged store to write.")
 @click.option("--allow-partial", is_flag=True, help="Merge even if some shard indices are missing.")
 @overwrite_option

@@ -1,9 +1,24 @@
-"""Optical flow: batched TV-L1 in torch, OpenCV backends, quantisation, .flo I/O. See docs/flow.md."""
+"""Optical flow: batched TV-L1 in torch, OpenCV backends, quantisation, .flo I/O. See docs/flow.md.
 
-from vdgtool.flow.backends import BACKENDS, FlowBackend, get_backend
-from vdgtool.flow.flo import endpoint_error, read_flo, write_flo
-from vdgtool.flow.quantize import dequantize_flow, quantize_flow, store_to_network_input, to_network_input
-from vdgtool.flow.tvl1 import TVL1Params, tvl1_flow
+Names are imported on first use (PEP 562), so ``vdgtool.flow.params`` loads without torch.
+"""
 
-__all__ = ["BACKENDS", "FlowBackend", "get_backend", "endpoint_error", "read_flo", "write_flo", "quantize_flow",
-           "dequantize_flow", "to_network_input", "store_to_network_input", "TVL1Params", "tvl1_flow"]
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {
+    "BACKENDS": "backends", "FlowBackend": "backends", "get_backend": "backends",
+    "endpoint_error": "flo", "read_flo": "flo", "write_flo": "flo",
+    "quantize_flow": "quantize", "dequantize_flow": "quantize", "to_network_input": "quantize",
+    "store_to_network_input": "quantize",
+    "TVL1Params": "params", "tvl1_flow": "tvl1",
+}
+
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'vdgtool.flow' has no attribute '{name}'")
+    return getattr(importlib.import_module(f"vdgtool.flow.{_WHERE[name]}"), name)

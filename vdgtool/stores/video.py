@@ -606,7 +606,7 @@ class VideoStore(StoreReader):
 
     def _load(self, f: h5py.File) -> None:
         if "meta" not in f or not isinstance(f["meta"], h5py.Group):
-            raise StoreError(f"{self.path} has no /meta group", f"the store is damaged; re-create it")
+            raise StoreError(f"{self.path} has no /meta group", "the store is damaged; re-create it")
         self.meta = read_meta(f["meta"], S.VIDEO_META)
         missing = [c for c in self.REQUIRED if c not in self.meta]
         if missing:

@@ -130,7 +130,7 @@ def load_image(path: str, max_pixels: int | None = None) -> np.ndarray:
     An image whose header claims more than ``max_pixels`` (a decompression bomb, or simply too large) is
     refused before its pixels are decoded.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps
 
     from vdgtool.video.decode import MAX_PIXELS, file_kind
 

@@ -253,3 +253,36 @@ def load_manifest(source: str, domain: str | None = None, classes_file: str | No
                                  "fix the manifest or the class list")
         m.classes = names
     return m
+
+
+def load_manifest_stream(stream, domain: str | None = None, classes_file: str | None = None,
+                         data_prefix: str | None = None, name: str = "<stdin>") -> Manifest:
+    """A CSV manifest or an mmaction list read from a text stream (``vdgtool extract -``).
+
+    The form is told from the content: CSV when the first entry has a comma, else an mmaction list.
+    Relative paths are relative to ``data_prefix`` or the working directory (not to any file).
+    """
+    import shutil
+    import tempfile
+
+    text = stream.read()
+    first = next((ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), "")
+    if not first:
+        raise InputError(f"{name} lists no videos", "pipe one 'path,label[,domain]' or 'path label' line per video")
+    base = os.path.abspath(data_prefix or os.getcwd())
+    tmpdir = tempfile.mkdtemp(prefix="vdgtool-stdin-")
+    tmp = os.path.join(tmpdir, "manifest.csv" if "," in first else "manifest.txt")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        try:
+            m = load_manifest(tmp, domain=domain, classes_file=classes_file, data_prefix=base)
+        except InputError as exc:
+            raise InputError(exc.cause.replace(tmp, name), exc.remedy) from None
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    for it in m.items:  # the CSV reader resolves relative paths against the file's folder: re-base them
+        if it.path.startswith(tmpdir + os.sep):
+            it.path = os.path.join(base, os.path.relpath(it.path, tmpdir))
+    m.root = base
+    return m
