@@ -649,3 +649,15 @@ def test_sigterm_to_the_process_group_with_workers_checkpoints(data, tmp_path):
                        + ["--resume"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (out / "done").exists() and not (out / "checkpoints" / "preempt.pt").exists()
+
+
+def test_store_options_take_at_file_lists(data, tmp_path, cli):
+    lst = tmp_path / "stores.txt"
+    lst.write_text(f"{data['src']}\n")
+    out = tmp_path / "at"
+    r = cli(["train", "--data", f"@{lst}", "--val", f"@{lst}", "--model", "test_c3d", "--size", "32", "--epochs", "1",
+             "--batch-size", "3", "-o", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "config.json").read_text())["data"] == [data["src"]]
+    r = cli(["eval", str(out), "--data", f"@{lst}", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["data"] == [data["src"]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vdgtool.cli.common import device_option, emit, json_option, overwrite_option, seed_option, workers_option
+from vdgtool.cli.common import at_file_callback, device_option, emit, json_option, overwrite_option, seed_option, workers_option
 
 
 def _shot_list(ctx, param, value):
@@ -21,13 +21,13 @@ def _pct(v):
 
 @click.command("eval")
 @click.argument("ckpt", metavar="CKPT_OR_RUN_DIR", type=click.Path())
-@click.option("--data", multiple=True, required=True, type=click.Path(),
+@click.option("--data", multiple=True, required=True, type=click.Path(), callback=at_file_callback,
               help="Clip/flow store to evaluate on (repeatable; reported per domain).")
 @click.option("--clips", "num_clips", type=click.IntRange(min=1), default=1, show_default=True,
               help="Test clips per video.")
 @click.option("--crops", "num_crops", type=click.Choice(["1", "3"]), default="1", show_default=True,
               help="Spatial crops per clip (3 = three-crop).")
-@click.option("--flow", "flow_stores", multiple=True, type=click.Path(),
+@click.option("--flow", "flow_stores", multiple=True, type=click.Path(), callback=at_file_callback,
               help="Flow store(s) paired by video key with --data, for RGB + flow checkpoints (e.g. two-stream): "
                    "the method's own fused prediction, with each stream's accuracy beside it.")
 @click.option("--fuse", type=click.Path(), help="Second checkpoint for two-run late fusion (e.g. a separate flow model).")
@@ -126,9 +126,9 @@ def _few_shot(ckpt, data, ways, shots, queries, episodes, episodes_file, batch_s
 @click.argument("ckpt", metavar="CKPT_OR_RUN_DIR", required=False, type=click.Path())
 @click.option("--model", "model_name", help="Registry model instead of a checkpoint (with --weights or --pretrained).")
 @click.option("--weights", type=click.Path(), help="Local weights for --model.")
-@click.option("--data", multiple=True, required=True, type=click.Path(), help="Clip store (repeatable).")
+@click.option("--data", multiple=True, required=True, type=click.Path(), callback=at_file_callback, help="Clip store (repeatable).")
 @click.option("-o", "--output", required=True, type=click.Path(), help="Feature store to write.")
-@click.option("--flow", "flow_stores", multiple=True, type=click.Path(),
+@click.option("--flow", "flow_stores", multiple=True, type=click.Path(), callback=at_file_callback,
               help="Flow store(s) paired by video key with --data, for RGB + flow checkpoints (features concatenated).")
 @click.option("--clips", "num_clips", type=click.IntRange(min=1), default=1, show_default=True,
               help="Clips averaged per video.")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import click
 
-from vdgtool.cli.common import FiniteFloat, device_option, emit, json_option, workers_option
+from vdgtool.cli.common import FiniteFloat, at_file_callback, device_option, emit, json_option, workers_option
 
 
 @click.command("score")
 @click.argument("checkpoint", required=False, type=click.Path())
-@click.option("--data", multiple=True, required=True, type=click.Path(),
+@click.option("--data", multiple=True, required=True, type=click.Path(), callback=at_file_callback,
               help="Clip store(s) to score (repeatable; classes aligned by the checkpoint's class names).")
-@click.option("--flow", "flow_stores", multiple=True, type=click.Path(),
+@click.option("--flow", "flow_stores", multiple=True, type=click.Path(), callback=at_file_callback,
               help="Flow store(s) paired by video key with --data, for RGB + flow checkpoints (every input clip is "
                    "perturbed alike; the fused prediction is scored).")
 @click.option("--method", type=click.Choice(["freeze", "shuffle", "distill"]), default="freeze", show_default=True,

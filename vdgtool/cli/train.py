@@ -8,7 +8,7 @@ import os
 
 import click
 
-from vdgtool.cli.common import emit, json_option, overwrite_option, resume_option
+from vdgtool.cli.common import at_file_callback, emit, json_option, overwrite_option, resume_option
 from vdgtool.train.config import TrainConfig
 
 _PAIRS = ("model_kwargs", "flow_model_kwargs", "hp")  # NAME=VALUE options
@@ -78,8 +78,9 @@ def config_options(f):
             else:
                 f = click.option(*decls, fld.name, is_flag=True, default=None, help=help_)(f)
         elif t.startswith("list") and fld.name != "milestones" or fld.name in _PAIRS:
+            extra = {"callback": at_file_callback} if m.get("path") else {}  # store lists also take @FILE
             f = click.option(*decls, fld.name, multiple=True, type=_click_type(fld) if fld.name not in _PAIRS else str,
-                             help=help_)(f)
+                             help=help_ + (" @FILE: a list of paths." if extra else ""), **extra)(f)
         else:
             default = fld.default if fld.default is not dataclasses.MISSING else None
             show = f"  [default: {default}]" if default not in (None, "", dataclasses.MISSING) else ""
