@@ -90,3 +90,98 @@ def test_validation_and_overwrite(tmp_path):
         make_toy_dataset(str(d), size=16, frames=2, videos_per_class=1)
     make_toy_dataset(str(d), size=16, frames=2, videos_per_class=1, overwrite=True)
     assert sorted(p.name for p in (d / "real" / "move_up").iterdir()) == ["move_up_000.mp4"]
+
+
+# ------------------------------------------------------------------------- --kind image-to-video
+@pytest.fixture(scope="module")
+def i2v(tmp_path_factory):
+    from vdgtool.video.toydata_i2v import make_i2v_toy
+
+    root = tmp_path_factory.mktemp("i2v")
+    make_i2v_toy(str(root), size=32, frames=8, videos_per_class=2, bias=0.5, seed=0)
+    return root
+
+
+def _object_mask(frames: np.ndarray) -> np.ndarray:
+    """The object's pixels: brighter or darker than any background shade (see render_video)."""
+    g = frames.astype(np.float32).mean(-1)
+    bright, dark = g > 185, g < 68
+    return bright if bright.sum() > dark.sum() else dark
+
+
+def test_i2v_layout_manifests_and_cues(i2v, run_cli, tmp_path):
+    import json
+
+    from PIL import Image
+
+    from vdgtool.video.toydata_i2v import I2V_CLASSES
+
+    classes = sorted(I2V_CLASSES)
+    for split, ext in (("images", "png"), ("target_train", "gif"), ("target_test", "gif")):
+        rows = list(csv.reader(open(i2v / f"{split}.csv")))
+        assert rows[0] == ["path", "label", "domain"] and len(rows) == 1 + 2 * len(classes)
+        assert sorted({r[1] for r in rows[1:]}) == classes
+        for rel, label, dom in rows[1:]:
+            assert rel.startswith(f"{split}/{label}/") and rel.endswith(ext)
+            assert dom == ("source" if split == "images" else "target")
+    assert np.asarray(Image.open(i2v / "images/disc_rise/disc_rise_001.png")).shape == (32, 32, 3)
+    fr, info = decode(str(i2v / "target_test/ring_orbit/ring_orbit_000.gif"))
+    assert fr.shape == (8, 32, 32, 3)
+    cues = json.load(open(i2v / "toy.json"))["clear"]
+    assert len(cues) == 20 and 0 < sum(cues.values()) < 20  # bias 0.5: some videos hide their shape
+    # every target video moves in every frame (a GIF writer would merge identical frames)
+    for rel in cues:
+        v = decode(str(i2v / rel))[0].astype(np.int16)
+        assert v.shape[0] == 8 and all(np.abs(np.diff(v, axis=0)).reshape(7, -1).max(1) > 0), rel
+    # the CLI registry reaches the generator
+    code, out, _ = run_cli("toydata", tmp_path / "c", "--kind", "image-to-video", "--size", "16", "--frames", "3",
+                           "--videos-per-class", "1", "--json")
+    assert code == 0 and set(json.loads(out)["domains"]) == {"images", "target_train", "target_test"}
+
+
+def test_i2v_deterministic_and_nested(i2v, tmp_path):
+    from vdgtool.video.toydata_i2v import make_i2v_toy
+
+    make_i2v_toy(str(tmp_path / "a"), size=32, frames=8, videos_per_class=1, bias=0.5, seed=0)
+    for rel in ("images/bar_fall/bar_fall_000.png", "target_train/cross_pulse/cross_pulse_000.gif",
+                "target_test/triangle_shake/triangle_shake_000.gif"):
+        assert (tmp_path / "a" / rel).read_bytes() == (i2v / rel).read_bytes(), rel  # a subset of the bigger run
+    make_i2v_toy(str(tmp_path / "b"), size=32, frames=8, videos_per_class=1, bias=0.5, seed=1)
+    assert (tmp_path / "b/images/bar_fall/bar_fall_000.png").read_bytes() != (
+        i2v / "images/bar_fall/bar_fall_000.png").read_bytes()
+    with pytest.raises(InputError, match="already holds"):
+        make_i2v_toy(str(tmp_path / "a"), size=32, frames=8, videos_per_class=1)
+    with pytest.raises(InputError, match="bias"):
+        make_i2v_toy(str(tmp_path / "c"), bias=-0.1)
+
+
+def test_i2v_motion_is_class_specific_and_ambiguous_videos_hide_the_shape():
+    from vdgtool.video.toydata_i2v import render_video
+
+    def track(cls, seed, clear=True):
+        v = render_video(np.random.default_rng(seed), cls, 48, 14, 2, clear)
+        ys, xs, area = [], [], []
+        for m in (_object_mask(f) for f in v):
+            yy, xx = np.nonzero(m)
+            ang = 2 * np.pi * yy / 48  # circular mean: vertical motion wraps around
+            ys.append(48 * np.angle(np.exp(1j * ang).mean()) / (2 * np.pi))
+            xs.append(xx.mean()), area.append(m.sum())
+        dy = (np.diff(ys) + 24) % 48 - 24
+        return dy, np.asarray(xs), np.asarray(area), v
+
+    for seed in range(3):
+        dy, xs, area, _ = track("disc_rise", seed)
+        assert np.allclose(dy, -2, atol=0.6) and xs.std() < 0.5          # up, 2 px a frame
+        dy, xs, area, _ = track("bar_fall", seed)
+        assert np.allclose(dy, 2, atol=0.6) and xs.std() < 0.5           # down
+        dy, xs, area, _ = track("triangle_shake", seed)
+        assert np.abs(dy).max() < 0.6 and np.ptp(xs) > 4                 # left-right
+        dy, xs, area, _ = track("cross_pulse", seed)
+        assert np.abs(dy).max() < 0.6 and xs.std() < 0.5 and area.max() > 1.6 * area.min()  # grows and shrinks
+        dy, xs, area, _ = track("ring_orbit", seed)
+        assert np.ptp(np.cumsum(dy)) > 3 and np.ptp(xs) > 3               # a circle
+    # the shape's edges are sharp in a clear video and gone in an ambiguous one
+    for cls in ("disc_rise", "bar_fall", "triangle_shake"):
+        for clear, lo, hi in ((True, 40, 1e9), (False, 0, 25)):
+            g = render_video(np.random.default_rng(0), cls, 48, 2, 2, clear)[0].astype(np.float32).mean(-1)
+            assert lo <= max(np.abs(np.diff(g, axis=0)).max(), np.abs(np.diff(g, axis=1)).max()) < hi
