@@ -1,24 +1,27 @@
 """An image-to-video toy (``vdgtool toydata --kind image-to-video``): labelled stills -> unlabelled videos.
 
-A class is a *shape* and a *motion* together (``disc_rise``: a disc that moves up). The two domains:
+A class is a *shape* and a *motion* together (``disc_nod``: a disc that bobs up and down). The two
+domains:
 
 * **source** ``images/<class>/<class>_NNN.png``: photo-like still images (smooth random textures, a
   textured object of the class's shape at a random place, size and tilt, sensor noise). A still shows
   the shape and no motion; it is the input of ``vdgtool synth-video``, whose camera motion is the same
   for every class.
 * **target** ``target_train/`` (the unlabelled pool of a transductive method) and ``target_test/`` (a
-  held-out split): cartoon-style GIFs (flat colours, a dark outline, a static camera) in which the
-  object performs its class's motion. With probability ``1 - bias`` a video is *ambiguous*: the object
+  held-out split): GIFs in another style (smooth saturated shading without grain, a static camera, a
+  GIF palette) in which the object performs its class's motion, always fully inside the frame. With probability ``1 - bias`` a video is *ambiguous*: the object
   is a low-contrast, heavily blurred blob whose shape cannot be read, so only its motion tells the
   class. An RGB model trained on synthetic videos of the stills therefore reaches at most about
   ``bias + (1 - bias) / C`` on the target, and a flow model of the target motion can do much better:
   the situation the category-aware flow bank of MM 2024 is built for (docs/cfb.md).
 
-The motions (``speed`` pixels per frame; periodic or stationary, so every window of a video looks
-alike and no pace up to 5 aliases a motion to stillness): ``rise`` / ``fall`` (vertical translation,
-wrapping around), ``shake`` (horizontal sine, period 7 frames), ``pulse`` (radius sine, period 9
-frames), ``orbit`` (a circle in 11 frames, either direction). A horizontal flip maps each motion to
-itself, so flip augmentation is safe. No class is static: a GIF writer merges identical frames.
+The motions keep the object inside the frame and move it in every frame (``speed`` pixels a
+frame; a GIF writer would merge two identical frames): ``shake`` (left-right), ``nod`` (up-down) and
+``pulse`` (growing and shrinking by 10 % of the radius a frame) at constant speed with a turn every
+6 frames (turns fall on whole frames, so no two consecutive frames match), ``orbit`` (a circle in 13
+frames) and ``spin`` (15 degrees a frame); orbit and spin turn either way at random, so a
+horizontal flip maps every motion to itself and flip augmentation is safe. A video whose GIF would
+still lose a frame is drawn again from its generator.
 
 Every item is drawn from its own generator (seed, split, class, index), so a run with more items per
 class contains the smaller run's items unchanged, and a seed reproduces the files byte for byte.
@@ -39,10 +42,10 @@ from vdgtool.video.toydata import _hsv_to_rgb, _texture, write_gif
 
 #: class name -> (shape, motion)
 I2V_CLASSES: dict[str, tuple[str, str]] = {
-    "cross_pulse": ("cross", "pulse"),
-    "disc_rise": ("disc", "rise"),
+    "bar_pulse": ("bar", "pulse"),
+    "cross_spin": ("cross", "spin"),
+    "disc_nod": ("disc", "nod"),
     "ring_orbit": ("ring", "orbit"),
-    "bar_fall": ("bar", "fall"),
     "triangle_shake": ("triangle", "shake"),
 }
 SPLITS = {"images": 0, "target_train": 1, "target_test": 2}
@@ -50,20 +53,16 @@ _SS = 4  # supersampling factor of the shape masks (anti-aliased edges, sub-pixe
 
 
 def shape_mask(shape: str, size: int, cy: float, cx: float, r: float, tilt: float = 0.0) -> np.ndarray:
-    """Anti-aliased mask (size, size) float32 in [0, 1] of ``shape`` with centre (cy, cx), radius r.
-
-    The shape is drawn again one frame height above and below, so vertical motion wraps around.
-    """
+    """Anti-aliased mask (size, size) float32 in [0, 1] of ``shape`` with centre (cy, cx), radius r."""
     import cv2
 
     big = np.zeros((size * _SS, size * _SS), np.uint8)
-    for dy in (-size, 0, size):
-        y, x, rr = (cy + dy + 0.5) * _SS, (cx + 0.5) * _SS, r * _SS
-        if shape in ("disc", "ring"):
-            cv2.circle(big, (int(round(x)), int(round(y))), int(round(rr)), 255, -1)
-            if shape == "ring":
-                cv2.circle(big, (int(round(x)), int(round(y))), int(round(rr * 0.55)), 0, -1)
-            continue
+    y, x, rr = (cy + 0.5) * _SS, (cx + 0.5) * _SS, r * _SS
+    if shape in ("disc", "ring"):
+        cv2.circle(big, (int(round(x)), int(round(y))), int(round(rr)), 255, -1)
+        if shape == "ring":
+            cv2.circle(big, (int(round(x)), int(round(y))), int(round(rr * 0.55)), 0, -1)
+    else:
         if shape == "bar":
             pts = [(-1.0, -0.45), (1.0, -0.45), (1.0, 0.45), (-1.0, 0.45)]
         elif shape == "triangle":
@@ -91,7 +90,7 @@ def render_still(rng: np.random.Generator, cls: str, size: int) -> np.ndarray:
     obj = _texture(rng, size, size, rng.uniform(0, 360), rng.uniform(0.3, 0.8))
     # a clearly brighter or darker object than the mid-grey background (the colour carries no class)
     obj = obj * 0.3 + (175.0 if rng.random() < 0.5 else 0.0)
-    r = rng.uniform(0.24, 0.3) * size
+    r = rng.uniform(0.26, 0.32) * size
     margin = r + 0.08 * size  # inside the 80 % window of synth-video --mode crop2d
     cy, cx = rng.uniform(margin, size - margin, size=2)
     m = shape_mask(shape, size, cy, cx, r, tilt=rng.uniform(-0.25, 0.25))
@@ -99,22 +98,37 @@ def render_still(rng: np.random.Generator, cls: str, size: int) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def motion_path(motion: str, frames: int, size: int, speed: float, phase: float) -> tuple[np.ndarray, ...]:
-    """Per-frame (dy, dx, radius scale) of ``motion``; ``phase`` in [0, 1) shifts periodic motions."""
+def _triangle(t: np.ndarray, half: int, offset: int) -> np.ndarray:
+    """A triangle wave in [-1, 1]: ``half`` frames up, ``half`` frames down, turning on whole frames."""
+    u = np.mod(t + offset, 2 * half)
+    return (np.where(u <= half, u, 2 * half - u) - half / 2) / (half / 2)
+
+
+def motion_path(motion: str, frames: int, speed: float, phase: float) -> np.ndarray:
+    """Per-frame (dy, dx, radius scale, rotation) of ``motion``, shape (frames, 4).
+
+    ``phase`` in [0, 1) shifts the cycle; orbit and spin turn the other way when ``phase >= 0.5``.
+    """
     t = np.arange(frames, dtype=np.float64)
-    zero, one = np.zeros(frames), np.ones(frames)
-    if motion == "rise":
-        return -speed * t, zero, one
-    if motion == "fall":
-        return speed * t, zero, one
+    half = 6
+    offset = int(phase * 2 * half)
+    out = np.zeros((frames, 4))
+    out[:, 2] = 1.0
+    turn = 1.0 if phase < 0.5 else -1.0
     if motion == "shake":
-        return zero, 2.0 * speed * np.sin(2 * np.pi * (t / 7.0 + phase)), one
-    if motion == "pulse":
-        return zero, zero, 1.0 + 0.35 * np.sin(2 * np.pi * (t / 9.0 + phase))
-    if motion == "orbit":  # a circle of radius 1.5 speed in 11 frames, clockwise or not (phase >= 0.5)
-        a = 2 * np.pi * (t / 11.0) * (1 if phase < 0.5 else -1) + 4 * np.pi * phase
-        return 1.5 * speed * np.sin(a), 1.5 * speed * np.cos(a), one
-    raise ValueError(f"unknown motion {motion!r}")
+        out[:, 1] = speed * half / 2 * _triangle(t, half, offset)
+    elif motion == "nod":
+        out[:, 0] = speed * half / 2 * _triangle(t, half, offset)
+    elif motion == "pulse":
+        out[:, 2] = 1.0 + 0.1 * half / 2 * _triangle(t, half, offset)
+    elif motion == "orbit":
+        a = turn * 2 * np.pi * (t / 13.0 + phase)
+        out[:, 0], out[:, 1] = 1.5 * speed * np.sin(a), 1.5 * speed * np.cos(a)
+    elif motion == "spin":
+        out[:, 3] = turn * np.deg2rad(15.0) * t + 2 * np.pi * phase
+    else:
+        raise ValueError(f"unknown motion {motion!r}")
+    return out
 
 
 def _smooth(img: np.ndarray, sigma: float) -> np.ndarray:
@@ -134,23 +148,34 @@ def render_video(rng: np.random.Generator, cls: str, size: int, frames: int, spe
     bg = _smooth(_texture(rng, size, size, rng.uniform(0, 360), rng.uniform(0.6, 0.9)), blur) * 0.4 + 75.0
     obj = _smooth(_texture(rng, size, size, rng.uniform(0, 360), rng.uniform(0.6, 0.9)), blur)
     obj = obj * 0.3 + (175.0 if rng.random() < 0.5 else 0.0)
-    r = rng.uniform(0.22, 0.28) * size
-    cy, cx = rng.uniform(0, size), rng.uniform(r + 2 * speed, size - r - 2 * speed)  # shake/orbit fit in x
-    if motion == "pulse":
-        cy = rng.uniform(1.35 * r, size - 1.35 * r)
-    elif motion not in ("rise", "fall"):
-        cy = rng.uniform(r, size - r)
-    dy, dx, scale = motion_path(motion, frames, size, speed, rng.random())
+    r = rng.uniform(0.26, 0.32) * size
+    path = motion_path(motion, frames, speed, rng.random())
     tilt = rng.uniform(-0.25, 0.25)
+    # a centre that keeps the object inside the frame in every frame (bar corners reach 1.1 r)
+    ext = np.abs(path[:, :2]).max(axis=0) + 1.1 * r * path[:, 2].max() + 1.0
+    cy, cx = (rng.uniform(e, size - e) if e < size / 2 else size / 2 for e in ext)
     out = np.empty((frames, size, size, 3), np.uint8)
     for k in range(frames):
-        m = shape_mask(shape, size, (cy + dy[k]) % size, cx + dx[k], r * scale[k], tilt)
-        o = np.roll(obj, (int(round(dy[k])), int(round(dx[k]))), axis=(0, 1))  # the object's shading moves with it
+        dy, dx, scale, angle = path[k]
+        m = shape_mask(shape, size, cy + dy, cx + dx, r * scale, tilt + angle)
+        o = np.roll(obj, (int(round(dy)), int(round(dx))), axis=(0, 1))  # the object's shading moves with it
         if not clear:  # a faint blurred blob: it moves like its class, but its shape is gone
             m = _smooth(m, 0.5 * r)
             m = 0.8 * m / max(float(m.max()), 1e-6)
         out[k] = np.clip(_composite(bg, o, m), 0, 255).astype(np.uint8)
     return out
+
+
+def _write_target(path: str, rng, cls: str, size: int, frames: int, speed: float, clear: bool, fps: int) -> None:
+    from PIL import Image
+
+    for _ in range(4):
+        write_gif(path, render_video(rng, cls, size, frames, speed, clear), fps)
+        with Image.open(path) as im:
+            if getattr(im, "n_frames", 1) == frames:
+                return
+    raise InputError(f"{path}: the GIF writer merged identical frames in 4 draws",  # pragma: no cover
+                     "use another --seed or a larger --size")
 
 
 def _item_rng(seed: int, split: str, cls_index: int, k: int) -> np.random.Generator:
@@ -164,7 +189,7 @@ def make_i2v_toy(out_dir: str, *, size: int = 32, frames: int = 16, videos_per_c
 
     ``videos_per_class`` stills, pool videos and test videos per class; ``bias`` = probability that a
     target video shows its shape clearly (the rest are ambiguous blobs); ``speed`` pixels per frame
-    (default ``max(1, size // 16)``, as the motion toy).
+    (default ``max(1, size // 32)``).
     """
     if size % 2 or size < 16:
         raise InputError(f"--size {size} must be even and at least 16", "use e.g. 32")
@@ -177,7 +202,7 @@ def make_i2v_toy(out_dir: str, *, size: int = 32, frames: int = 16, videos_per_c
         raise InputError(f"--speed {speed} must be at least 1 pixel per frame", "use e.g. 1")
     if os.path.exists(os.path.join(out_dir, "images.csv")) and not overwrite:
         raise InputError(f"{out_dir} already holds a toy dataset", "pass --overwrite or choose another folder")
-    speed = speed or max(1, size // 16)
+    speed = speed or max(1, size // 32)
     classes = sorted(I2V_CLASSES)
     summary = {"root": out_dir, "kind": "image-to-video", "classes": classes,
                "class_cues": {c: {"shape": s, "motion": m} for c, (s, m) in I2V_CLASSES.items()},
@@ -203,7 +228,7 @@ def make_i2v_toy(out_dir: str, *, size: int = 32, frames: int = 16, videos_per_c
                     clear = bool(rng.random() < bias)
                     clear_count += clear
                     cues[rel] = clear
-                    write_gif(os.path.join(out_dir, rel), render_video(rng, c, size, frames, speed, clear), fps)
+                    _write_target(os.path.join(out_dir, rel), rng, c, size, frames, speed, clear, fps)
                 rows.append((rel, c, "source" if split == "images" else "target"))
         manifest = os.path.join(out_dir, f"{split}.csv")
         with open(manifest, "w", newline="") as f:
