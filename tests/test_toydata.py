@@ -182,3 +182,32 @@ def test_i2v_motion_is_class_specific_and_ambiguous_videos_hide_the_shape():
         for clear, lo, hi in ((True, 40, 1e9), (False, 0, 25)):
             g = render_video(np.random.default_rng(0), cls, 48, 2, 2, clear)[0].astype(np.float32).mean(-1)
             assert lo <= max(np.abs(np.diff(g, axis=0)).max(), np.abs(np.diff(g, axis=1)).max()) < hi
+
+
+@pytest.mark.slow
+def test_i2v_toy_pipeline_with_st_i2v_i3d(run_cli, tmp_path):
+    """toydata -> synth-video -> extract -> train the ST-I2V test_i3d (frozen stem) -> checkpoint -> eval."""
+    import json
+
+    from vdgtool.train.checkpoint import build_from_checkpoint
+
+    d = tmp_path / "i2v"
+    assert run_cli("toydata", d, "--kind", "image-to-video", "--size", "32", "--frames", "16",
+                   "--videos-per-class", "4", "--seed", "3")[0] == 0
+    assert run_cli("synth-video", d / "images", "-o", d / "src.h5", "--preset", "mm2024", "--size", "32",
+                   "--frames", "16", "--seed", "3")[0] == 0
+    assert run_cli("extract", d / "target_test.csv", "-o", d / "test.h5", "--size", "32", "--encoding", "raw")[0] == 0
+    code, out, err = run_cli("train", "--data", d / "src.h5", "--val", d / "test.h5", "--model", "test_i3d",
+                             "--model-arg", "variant=st-i2v", "--model-arg", "freeze_before=Mixed_4b",
+                             "--model-arg", "dropout=0.5", "--num-frames", "16", "--size", "32", "--epochs", "2",
+                             "--batch-size", "8", "--seed", "3", "-o", d / "run", "--json")
+    assert code == 0, err
+    model, cfg = build_from_checkpoint(str(d / "run" / "checkpoints" / "last.pt"))
+    assert cfg["model_kwargs"]["variant"] == "st-i2v" and model.frozen_endpoints[-1] == "MaxPool3d_4a_3x3"
+    import torch
+
+    with torch.no_grad():
+        assert model.forward_per_time(torch.zeros(1, 3, 16, 32, 32)).logits.shape == (1, 5, 16)
+    code, out, err = run_cli("eval", d / "run" / "checkpoints" / "last.pt", "--data", d / "test.h5", "--json")
+    assert code == 0, err
+    assert json.loads(out)["n"] == 20

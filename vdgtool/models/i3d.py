@@ -21,12 +21,11 @@ mode, still update their running statistics, as the release does.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from typing import NamedTuple
 
 from vdgtool.errors import ConfigError
 from vdgtool.models.base import VideoModel

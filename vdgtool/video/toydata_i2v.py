@@ -9,11 +9,12 @@ domains:
   for every class.
 * **target** ``target_train/`` (the unlabelled pool of a transductive method) and ``target_test/`` (a
   held-out split): GIFs in another style (smooth saturated shading without grain, a static camera, a
-  GIF palette) in which the object performs its class's motion, always fully inside the frame. With probability ``1 - bias`` a video is *ambiguous*: the object
-  is a low-contrast, heavily blurred blob whose shape cannot be read, so only its motion tells the
-  class. An RGB model trained on synthetic videos of the stills therefore reaches at most about
-  ``bias + (1 - bias) / C`` on the target, and a flow model of the target motion can do much better:
-  the situation the category-aware flow bank of MM 2024 is built for (docs/cfb.md).
+  GIF palette) in which the object performs its class's motion, always fully inside the frame. With
+  probability ``1 - bias`` a video is *ambiguous*: the object is a faint blurred blob that keeps only
+  a trace of its shape, so mostly its motion tells the class. An RGB model trained on synthetic
+  videos of the stills therefore stays well below the ceiling on the target, and a flow model of the
+  target motion can do much better: the situation the category-aware flow bank of MM 2024 is built
+  for (docs/cfb.md, with measured numbers).
 
 The motions keep the object inside the frame and move it in every frame (``speed`` pixels a
 frame; a GIF writer would merge two identical frames): ``shake`` (left-right), ``nod`` (up-down) and
@@ -38,7 +39,7 @@ import re
 import numpy as np
 
 from vdgtool.errors import InputError
-from vdgtool.video.toydata import _hsv_to_rgb, _texture, write_gif
+from vdgtool.video.toydata import _texture, write_gif
 
 #: class name -> (shape, motion)
 I2V_CLASSES: dict[str, tuple[str, str]] = {
