@@ -19,18 +19,8 @@ TOY_KINDS: dict[str, str] = {
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--kind", type=click.Choice(sorted(TOY_KINDS)), default="motion", show_default=True,
               help="Which toy: motion = real mp4 vs animated GIF, classes are motion directions; "
-                   "image-to-video = labelled stills (source) vs GIFs in another style (target pool + test split), "
-                   "classes are a shape and a motion.")
-@click.option("--size", type=click.IntRange(16, 1024), default=64, show_default=True, help="Frame side in pixels.")
-@click.option("--frames", type=click.IntRange(2, 1024), default=16, show_default=True, help="Frames per clip.")
-@click.option("--videos-per-class", type=click.IntRange(1, 100_000), default=32, show_default=True,
-              help="Clips per class and domain.")
-@click.option("--bias", type=FiniteFloat(0, 1), default=0.7, show_default=True,
-              help="motion: probability that a real clip's background hue matches its class (the spatial "
-                   "shortcut); image-to-video: probability that a target video shows its class's shape.")
-              help="Which toy: motion = real mp4 vs animated GIF, classes are motion directions; "
-                   "image-to-video = labelled stills (source) vs GIFs in another style (target pool + test split), "
-                   "classes are a shape and a motion.")
+                   "image-to-video = labelled stills (source) vs GIFs in another style (target pool + test "
+                   "split), classes are a shape and a motion.")
 @click.option("--size", type=click.IntRange(16, 1024), default=64, show_default=True, help="Frame side in pixels.")
 @click.option("--frames", type=click.IntRange(2, 1024), default=16, show_default=True, help="Frames per clip.")
 @click.option("--videos-per-class", type=click.IntRange(1, 100_000), default=32, show_default=True,
@@ -40,7 +30,6 @@ TOY_KINDS: dict[str, str] = {
                    "shortcut); image-to-video: probability that a target video shows its class's shape.")
 @click.option("--fps", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--speed", type=click.IntRange(min=1), default=None,
-              help="Object speed in pixels per frame (default: size/16; image-to-video: size/32).")
               help="Object speed in pixels per frame (default: size/16; image-to-video: size/32).")
 @overwrite_option
 @seed_option
