@@ -450,3 +450,56 @@ def test_real_gif_through_jpeg_store(tmp_path, name):
     torch.testing.assert_close(raw, ref)
     tr = build_dataset([str(tmp_path / "j.h5")], spec, train=True, transform_options={"color_jitter": 0.4})[0]
     assert tr["video"].shape == (3, 8, 32, 32) and torch.isfinite(tr["video"]).all()
+
+
+# -- pace resampling rules (MM 2024, spec §3) ----------------------------------------------------------
+def test_pace_loop_rules_known_answer():
+    from vdgtool.data.views import loop_indices
+
+    # the paper's example, 30 frames from frame 20 (1-based) at 2x: the modulo continuation
+    assert (loop_indices(30, 16, 2, 19, "modulo") + 1).tolist() == [20, 22, 24, 26, 28, 30, 2, 4, 6, 8, 10, 12,
+                                                                     14, 16, 18, 20]
+    # the released code: restart at frame 0 with the same stride when the next index would reach n
+    expected = {1: [27, 28, 29, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+                2: [27, 29, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26],
+                3: [27, 0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 0, 3, 6, 9, 12],
+                4: [27, 0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24],
+                5: [27, 0, 5, 10, 15, 20, 25, 0, 5, 10, 15, 20, 25, 0, 5, 10]}
+    for r, idx in expected.items():
+        assert loop_indices(30, 16, r, 27, "restart").tolist() == idx, r
+    assert loop_indices(30, 16, 3, 27, "modulo").tolist()[:4] == [27, 0, 3, 6]  # 30 = 0 (mod 30)
+    assert loop_indices(30, 16, 2, 28, "modulo").tolist()[:3] == [28, 0, 2]
+    assert loop_indices(30, 16, 2, 28, "restart").tolist()[:3] == [28, 0, 2]
+    assert loop_indices(31, 4, 2, 29, "modulo").tolist() == [29, 0, 2, 4]      # modulo keeps the phase ...
+    assert loop_indices(31, 4, 2, 29, "restart").tolist() == [29, 0, 2, 4]
+    assert loop_indices(31, 4, 2, 30, "modulo").tolist() == [30, 1, 3, 5]
+    assert loop_indices(31, 4, 2, 30, "restart").tolist() == [30, 0, 2, 4]     # ... restart does not
+    with pytest.raises(ConfigError, match="wrap"):
+        loop_indices(30, 4, 1, 0, "bounce")
+
+
+def test_pace_view_release_rule_on_known_frames(two_stores):
+    """Each pace clip of a store of numbered frames is the restart rule from its (uniform) start."""
+    from vdgtool.data.views import loop_indices, pace_indices
+
+    a, _ = two_stores  # videos of 10..13 frames, frame f has value 10 f in channel 0
+    ds = build_dataset([a], Spec(num_frames=16), train=True, seed=3, transform_options={"normalize": False},
+                       views={"pace": {"paces": [1, 2, 3, 4, 5], "start": "any", "wrap": "restart"}})
+    starts, labels = set(), set()
+    for epoch in range(6):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            it = ds[i]
+            got = np.rint(it["pace"]["video"][0].mean(dim=(1, 2)).numpy() * 255 / 10).astype(int)
+            r = int(it["pace"]["pace"])
+            assert it["pace"]["label"] == r - 1
+            n = 10 + i
+            assert got.tolist() == loop_indices(n, 16, r, got[0], "restart").tolist()
+            starts.add((n, int(got[0]))), labels.add(r)
+    assert labels == {1, 2, 3, 4, 5}
+    assert any(s > n - 3 for n, s in starts)  # "any" start: late starts occur (the "fit" rule never has them)
+    # the default rule is unchanged: start where the clip fits, then the modulo continuation
+    rng = np.random.default_rng(0)
+    assert pace_indices(40, 8, 2, rng, False).tolist() == list(range(12, 28, 2))
+    with pytest.raises(ConfigError, match="start"):
+        build_dataset([a], Spec(), train=True, views={"pace": {"start": "late"}})

@@ -224,6 +224,68 @@ def test_i3d_same_padding_gives_published_feature_map():
         assert m.forward_feature_map(torch.randn(1, 3, 8, 32, 32)).shape[2:] == (1, 1, 1)
 
 
+def test_i3d_st_i2v_per_time_logits():
+    torch.manual_seed(0)
+    m = create_model("test_i3d", 5, variant="st-i2v", dropout=0.5)
+    # the pools 4a / 5a keep time: a 16-frame clip leaves T' = 8 steps (Conv3d_1a halves time), the
+    # default I3D leaves 2 (see the test above)
+    assert m.MaxPool3d_4a_3x3.stride == (1, 2, 2) and m.MaxPool3d_5a_2x2.stride == (1, 2, 2)
+    assert create_model("test_i3d", 5).MaxPool3d_4a_3x3.stride == (2, 2, 2)
+    x = torch.randn(2, 3, 16, 32, 32)
+    out = m.forward_per_time(x)
+    assert out.logits.shape == (2, 5, 16) and out.features.shape == (2, m.num_features, 8)
+    assert m.forward_per_time(x, length=32).logits.shape == (2, 5, 32)
+    m.eval()
+    with torch.no_grad():
+        out = m.forward_per_time(x)
+        torch.testing.assert_close(out.logits.mean(-1), m(x), rtol=1e-5, atol=1e-6)  # forward = the time mean
+        step = m.logits(out.features[..., None, None]).flatten(2)                     # the 1x1x1 conv per step
+        torch.testing.assert_close(F.interpolate(step, size=16, mode="linear"), out.logits)
+    # the options travel in create_kwargs: a checkpoint rebuilds the same architecture
+    again = create_model(m.model_name, 5, **m.create_kwargs)
+    assert again.variant == "st-i2v" and again.MaxPool3d_5a_2x2.stride == (1, 2, 2)
+    assert "variant" not in create_model("test_i3d", 5).create_kwargs  # the default model is unchanged
+    with pytest.raises(ConfigError, match="variant"):
+        create_model("test_i3d", 5, variant="st_i3d")
+    with pytest.raises(ConfigError, match="Mixed_4z"):
+        create_model("test_i3d", 5, freeze_before="Mixed_4z")
+
+
+def test_i3d_frozen_endpoints_get_no_gradient_but_update_bn_statistics():
+    torch.manual_seed(0)
+    m = create_model("test_i3d", 4, variant="st-i2v", freeze_before="Mixed_4b", in_channels=2)
+    assert m.frozen_endpoints[0] == "Conv3d_1a_7x7" and m.frozen_endpoints[-1] == "MaxPool3d_4a_3x3"
+    frozen = [p for n in m.frozen_endpoints for p in getattr(m, n).parameters()]
+    before = {k: v.clone() for k, v in m.state_dict().items() if "running_mean" in k}
+    m.train()
+    m.forward_per_time(torch.randn(3, 2, 8, 32, 32)).logits.sum().backward()
+    assert frozen and all(p.grad is None and not p.requires_grad for p in frozen)
+    assert m.Mixed_4b.b0.conv3d.weight.grad is not None and m.logits.conv3d.weight.grad is not None
+    after = m.state_dict()
+    for k in ("Conv3d_1a_7x7.bn.running_mean", "Mixed_3c.b1b.bn.running_mean", "Mixed_5c.b0.bn.running_mean"):
+        assert not torch.equal(before[k], after[k]), k  # BN statistics move, frozen or not
+    m.eval()
+    with torch.no_grad():
+        m(torch.randn(3, 2, 8, 32, 32))
+    assert torch.equal(after["Conv3d_1a_7x7.bn.running_mean"], m.state_dict()["Conv3d_1a_7x7.bn.running_mean"])
+    # everything trainable is outside the frozen part, so an optimiser over requires_grad params skips it
+    trainable = {id(p) for p in m.parameters() if p.requires_grad}
+    assert trainable and not trainable & {id(p) for p in frozen}
+
+
+def test_i3d_st_i2v_loads_pytorch_i3d_checkpoint(i3d_400, tmp_path):
+    g = torch.Generator().manual_seed(2)
+    shapes = {k: v.shape for k, v in i3d_400.state_dict().items()}
+    ckpt = {k: torch.randn(shapes[k], generator=g) for k in pytorch_i3d_keys()}
+    path = tmp_path / "rgb_imagenet.pt"
+    torch.save(ckpt, path)
+    m = create_model("i3d", 13, weights=path, variant="st-i2v", freeze_before="Mixed_4b", dropout=0.5)
+    sd = m.state_dict()
+    for k in ("Conv3d_1a_7x7.conv3d.weight", "Mixed_3c.b2b.bn.running_var", "Mixed_5c.b3b.conv3d.weight"):
+        assert torch.equal(sd[k], ckpt[k])
+    assert m.logits.conv3d.weight.shape == (13, 1024, 1, 1, 1) and m.create_kwargs["freeze_before"] == "Mixed_4b"
+
+
 # -------------------------------------------------------------------------------- weights I/O
 def test_weights_roundtrip_wrappers_and_class_change(tmp_path):
     torch.manual_seed(0)

