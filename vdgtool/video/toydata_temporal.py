@@ -1,7 +1,8 @@
 """A toy with temporal domain shift (``vdgtool toydata --kind temporal``), for APN-style experiments.
 
-Each clip shows two *sub-motions* one after the other: a shape crossing the frame in its own direction
-(circle moves right, square down, triangle left, cross up). A class is an ordered pair of sub-motions,
+Each clip shows two *sub-motions* one after the other: a shape of its own colour crossing the frame in
+its own direction (a red circle moves right, a green square down, a blue triangle left, a yellow cross
+up), so a single frame names the sub-motion it shows and the task is about their order and timing. A class is an ordered pair of sub-motions,
 and both orders of every pair are classes (``circle_then_square`` and ``square_then_circle``...). A clip
 and the clip of the reversed class rendered from the same seed hold exactly the same frames in another
 order, so a bag of frames (TSN) can at best name the pair, not the class: its ceiling is 50 %.
@@ -40,6 +41,8 @@ from vdgtool.video.toydata import _hsv_to_rgb, _texture, write_mp4
 
 #: sub-motion -> direction of travel (dy, dx)
 SUBMOTIONS = {"circle": (0, 1), "square": (1, 0), "triangle": (0, -1), "cross": (-1, 0)}
+#: sub-motion -> hue of its object (degrees); backgrounds are pale, of a random hue
+HUES = {"circle": 0.0, "square": 120.0, "triangle": 230.0, "cross": 55.0}
 #: the unordered pairs; each gives two classes (both orders)
 PAIRS = (("circle", "square"), ("triangle", "cross"))
 CLASSES = sorted(f"{a}_then_{b}" for p in PAIRS for a, b in (p, p[::-1]))
@@ -99,23 +102,24 @@ def _shape_mask(shape: str, size: int, r: int) -> np.ndarray:
 
 
 class _Style:
-    """Per-clip appearance: background, object colour or texture, camera noise (style ``real``)."""
+    """Per-clip appearance: background, object textures or colours, camera noise (style ``real``)."""
 
     def __init__(self, rng: np.random.Generator, style: str, size: int):
         self.style, self.size = style, size
-        bg_hue, obj_hue = rng.uniform(0, 360, size=2)
+        bg_hue = rng.uniform(0, 360)
         if style == "real":
-            self.bg = _texture(rng, size, size, bg_hue, 0.55)
-            obj = _texture(rng, size, size, obj_hue, 0.3)
-            self.obj = obj * 0.35 + (160.0 if rng.random() < 0.5 else 0.0)  # brighter or darker than the scene
+            self.bg = _texture(rng, size, size, bg_hue, 0.2)
+            self.obj = {n: _texture(rng, size, size, h, 0.85) for n, h in HUES.items()}
         else:
-            self.bg = np.broadcast_to(_hsv_to_rgb(bg_hue, 0.75, 0.95), (size, size, 3)).astype(np.float32)
-            self.obj = np.broadcast_to(_hsv_to_rgb(obj_hue, 0.9, 0.85), (size, size, 3)).astype(np.float32)
+            self.bg = np.broadcast_to(_hsv_to_rgb(bg_hue, 0.3, 0.95), (size, size, 3)).astype(np.float32)
+            self.obj = {n: np.broadcast_to(_hsv_to_rgb(h, 0.9, 0.85), (size, size, 3)).astype(np.float32)
+                        for n, h in HUES.items()}
 
-    def frame(self, rng: np.random.Generator, mask: np.ndarray | None, edge: np.ndarray | None) -> np.ndarray:
+    def frame(self, rng: np.random.Generator, name: str | None, mask: np.ndarray | None,
+              edge: np.ndarray | None) -> np.ndarray:
         out = self.bg.copy()
         if mask is not None:
-            out[mask] = self.obj[mask]
+            out[mask] = self.obj[name][mask]
             if edge is not None:
                 out[edge] = 20.0
         if self.style == "real":
@@ -156,14 +160,14 @@ def render_clip(seed, cls: str, layout: str, style: str, size: int, frames: int,
             shift = (int(start[0] + t * step * dy), int(start[1] + t * step * dx))
             m = np.roll(mask0, shift, axis=(0, 1))
             e = np.roll(edge0, shift, axis=(0, 1)) if edge0 is not None else None
-            seq.append(style_obj.frame(brng, m, e))
+            seq.append(style_obj.frame(brng, name, m, e))
         blocks[name] = seq
     occupied = np.zeros(frames, bool)
     for slot in lay["slots"]:
         if slot is not None:
             occupied[slot[0]:slot[0] + slot[1]] = True
     blank_rng = np.random.default_rng([*base, 2])
-    blanks = [style_obj.frame(blank_rng, None, None) for _ in range(int((~occupied).sum()))]
+    blanks = [style_obj.frame(blank_rng, None, None, None) for _ in range(int((~occupied).sum()))]
     out = np.empty((frames, size, size, 3), np.uint8)
     k = 0
     for t in range(frames):
