@@ -257,3 +257,4 @@ def test_test_apn_trains_with_the_engine(run_cli, tmp_path):
         assert code == 0, err
         evals.append(json.loads(out))
     assert evals[0] == evals[1]
+

@@ -11,7 +11,8 @@
 # `oracle` (best <target>_val epoch, what the released APN code does with the target test set).
 # Arms: tsn (test_tsn), trn (test_trn), apn (test_apn: consecutive subsets, paper), apn-comb (test_apn,
 # subsets=combinations, released code), apn-global (test_apn, level=global: h(R^I_Global) only).
-# All use M = 5 segments, 32 px, AdamW; about 1-1.5 min per run on one idle CPU core.
+# ARM@KEY=VALUE,... adds model options (e.g. apn@frame_dropout=0.5,padding_masks=false); its runs go to
+# OUT/seed<S>/<ARM@...>. All use M = 5 segments, 32 px, AdamW; about 1-1.5 min per run on one idle core.
 set -euo pipefail
 OUT=${1:-${OUT:-runs/apn_toy_erm}}
 SEEDS=${SEEDS:-"0 1"}
@@ -26,15 +27,20 @@ export OMP_NUM_THREADS=$THREADS
 V="vdgtool -q"
 SPLITS="source_train source_val control_val control_test onset_val onset_test tempo_val tempo_test absence_val absence_test"
 
-arm_model() {  # ARM -> model and model arguments
-  case $1 in
-    tsn) echo "test_tsn";;
-    trn) echo "test_trn";;
-    apn) echo "test_apn";;
-    apn-comb) echo "test_apn --model-arg subsets=combinations";;
-    apn-global) echo "test_apn --model-arg level=global";;
-    *) echo "toy_erm.sh: unknown arm $1 (tsn trn apn apn-comb apn-global)" >&2; exit 2;;
+arm_model() {  # ARM[@KEY=VALUE,KEY=VALUE] -> model and model arguments (@... adds --model-arg flags)
+  local base=${1%%@*} extra=""
+  [ "$base" = "$1" ] || extra=${1#*@}
+  case $base in
+    tsn) echo -n "test_tsn";;
+    trn) echo -n "test_trn";;
+    apn) echo -n "test_apn";;
+    apn-comb) echo -n "test_apn --model-arg subsets=combinations";;
+    apn-global) echo -n "test_apn --model-arg level=global";;
+    *) echo "toy_erm.sh: unknown arm $1 (tsn trn apn apn-comb apn-global, optionally @KEY=VALUE,...)" >&2; exit 2;;
   esac
+  local kv
+  for kv in ${extra//,/ }; do echo -n " --model-arg $kv"; done
+  echo
 }
 
 mkdir -p "$OUT"

@@ -290,7 +290,7 @@ class APN(VideoModel):
             fs = f[:, torch.tensor(subs, device=f.device).flatten()].view(b, n, k, d).transpose(0, 1)
             fs = fs.reshape(n * b, k, d)  # all subsets of the scale in one batched call
             loc = self._block(1 + 2 * j)(fs, fs)
-            cross = self._block(2 + 2 * j)(loc, g.repeat(n, 1, 1))
+            cross = self._block(2 + 2 * j)(loc, g if n == 1 else g.repeat(n, 1, 1))
             r2 = r2 + cross.view(n, b, m, d).mean(0)
             local[k] = loc.view(n, b, k, d)
         return {"global": g, "II": r2, "III": r2 + g, "local": local, "subsets": subsets}
