@@ -210,6 +210,8 @@ def test_forward_pyramid_reuses_given_subsets():
         other = {k: [c for c in m.candidates[k] if c != v[0]][:1] for k, v in s.items()}
         c = m.forward_pyramid(x, other)
     assert a["subsets"] == s and torch.equal(a["features"]["III"], b["features"]["III"])
+    with torch.no_grad():  # the same through forward (what a DDP wrapper calls)
+        assert torch.equal(m(x, pyramid=True, subsets=s)["logits"]["II"], a["logits"]["II"])
     assert torch.equal(a["features"]["global"], c["features"]["global"])  # the global relation uses no subset
     assert not torch.allclose(a["features"]["II"], c["features"]["II"], atol=1e-4)
 
