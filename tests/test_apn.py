@@ -141,6 +141,8 @@ def test_level_algebra_on_handmade_features():
             assert torch.allclose(out["logits"][lvl], m.forward_head(out["features"][lvl]), atol=1e-6)
             assert torch.allclose(out["features"][lvl], out["relations"][lvl].flatten(1))
         assert torch.allclose(m(x), out["logits"]["III"], atol=1e-6)  # forward = level III
+        logits, feats = m(x, with_features=True)
+        assert torch.allclose(feats, out["features"]["III"], atol=1e-6) and torch.allclose(logits, m(x))
         for lvl in ("II", "global"):
             other = create_model("test_apn", 3, level=lvl).eval()
             other.load_state_dict(m.state_dict())
@@ -249,8 +251,9 @@ def test_test_apn_trains_with_the_engine(run_cli, tmp_path):
                              "-o", run, "--json")
     assert code == 0, err
     cfg = json.loads((run / "config.json").read_text())
-    assert cfg["model"] == "test_apn" and cfg["model_kwargs"]["subsets"] == "combinations"
-    assert cfg["model_kwargs"]["eval_subsets"] == "fixed" and cfg["model_kwargs"]["num_frames"] == 5
+    assert cfg["model"] == "test_apn" and cfg["model_kwargs"] == {"subsets": "combinations"}  # as given
+    built = cfg["networks"]["model"]["model_kwargs"]  # as created: every option, defaults included
+    assert built["subsets"] == "combinations" and built["eval_subsets"] == "fixed" and built["num_frames"] == 5
     res = [json.loads(x) for x in (run / "results.jsonl").read_text().splitlines()]
     assert np.isfinite(res[-1]["train_loss"]) and "val" in res[-1]["val"]
     evals = []

@@ -98,7 +98,7 @@ def test_apn_toy_erm(tmp_path):
     for f in ("seed0/onset_test.h5", "seed0/absence_val.h5", "seed0/apn@padding_masks=false/done"):
         assert (out / f).exists(), f
     cfg = json.loads((out / "seed0/apn@padding_masks=false/config.json").read_text())
-    assert cfg["model"] == "test_apn" and cfg["model_kwargs"]["padding_masks"] is False
+    assert cfg["model"] == "test_apn" and cfg["networks"]["model"]["model_kwargs"]["padding_masks"] is False
     assert len(cfg["val"]) == 9  # source_val and every target's val and test split
     rows = [line.split() for line in r.stdout.splitlines() if line.startswith("apn")]
     assert [(x[0], x[1]) for x in rows] == [("apn@padding_masks=false", "val"), ("apn@padding_masks=false", "oracle")]

@@ -309,14 +309,15 @@ class APN(VideoModel):
         return {"logits": {lvl: self.forward_head(z) for lvl, z in feats.items()}, "features": feats,
                 "relations": {lvl: rel[lvl] for lvl in LEVELS}, "local": rel["local"], "subsets": rel["subsets"]}
 
-    def forward(self, x: torch.Tensor, *, pyramid: bool = False, subsets=None):
-        """Logits of the built level; ``pyramid=True`` returns :meth:`forward_pyramid`'s dict instead (the
-        way to reach it through a DDP wrapper: ``ddp_model(x, pyramid=True, subsets=s)``)."""
+    def forward(self, x: torch.Tensor, with_features: bool = False, *, pyramid: bool = False, subsets=None):
+        """Logits of the built level (with ``with_features``: the pair (logits, features), as every
+        VideoModel); ``pyramid=True`` returns :meth:`forward_pyramid`'s dict instead, the way to reach it
+        through a DDP wrapper: ``ddp_model(x, pyramid=True, subsets=s)``."""
         if pyramid:
             return self.forward_pyramid(x, subsets)
         if subsets is not None:
             raise ConfigError("subsets= is for pyramid=True", "call forward(x, pyramid=True, subsets=...)")
-        return self.forward_head(self.forward_features(x))
+        return super().forward(x, with_features)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """flatten(R^level) ``(B, M*D)``, ``level`` as built (default III)."""
