@@ -98,3 +98,17 @@ def test_toydata_cli_temporal(run_cli, tmp_path):
     code, out, err = run_cli("toydata", tmp_path / "u", "--kind", "temporal", "--bias", "0.5")
     assert code == 2 and "--bias does not apply to --kind temporal" in err
     assert not (tmp_path / "u").exists()
+
+
+def test_a_failed_run_does_not_block_a_rerun(run_cli, tmp_path, monkeypatch):
+    import vdgtool.video.toydata_temporal as tt
+
+    monkeypatch.setattr(tt, "write_mp4", lambda *a: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    args = ("toydata", tmp_path / "t", "--kind", "temporal", "--size", "16", "--frames", "10", "--videos-per-class", "1")
+    code, _, err = run_cli(*args)
+    assert code == 1 and "No space left on device" in err and not list((tmp_path / "t").glob("*.csv"))
+    monkeypatch.undo()
+    code, _, err = run_cli(*args)
+    assert code == 0, err
+    code, _, err = run_cli("toydata", tmp_path / "u", "--kind", "temporal", "--fps", "0")
+    assert code == 2 and not (tmp_path / "u").exists()

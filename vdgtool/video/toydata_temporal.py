@@ -201,12 +201,16 @@ def make_temporal_toy(out_dir: str, *, size: int = 64, frames: int = 16, videos_
                          "use at least 10 frames (default 16)")
     if videos_per_class < 1:
         raise InputError("need at least 1 video per class", "raise --videos-per-class")
-    if os.path.exists(os.path.join(out_dir, "source_train.csv")) and not overwrite:
+    if fps < 1 or (speed is not None and speed < 1):
+        raise InputError(f"--fps {fps} and --speed {speed} must be at least 1", "use e.g. --fps 8")
+    names = [f"{d}_{s}" for d in DOMAINS for s in SPLITS[d]]
+    if any(os.path.exists(os.path.join(out_dir, f"{n}.csv")) for n in names) and not overwrite:
         raise InputError(f"{out_dir} already holds a temporal toy dataset", "pass --overwrite or choose another folder")
     speed = speed or max(1, size // 16)
     counts = split_sizes(videos_per_class)
     summary = {"root": out_dir, "kind": "temporal", "classes": CLASSES, "seed": seed, "frames": frames,
                "size": size, "domains": {}, "layouts": {}}
+    manifests = {}
     for domain, (layout, style, ext) in DOMAINS.items():
         summary["layouts"][domain] = {"layout": layout, "style": style, **slot_layout(layout, frames)}
         if overwrite and os.path.isdir(os.path.join(out_dir, domain)):
@@ -222,9 +226,13 @@ def make_temporal_toy(out_dir: str, *, size: int = 64, frames: int = 16, videos_
                     write_mp4(os.path.join(out_dir, rel), clip, fps)
                     rows.append((rel, c, domain))
             manifest = os.path.join(out_dir, f"{domain}_{split}.csv")
-            with open(manifest, "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(["path", "label", "domain"])
-                w.writerows(rows)
+            manifests[manifest] = rows
             summary["domains"][f"{domain}_{split}"] = {"videos": len(rows), "manifest": manifest, "format": ext}
+    # the manifests mark a finished dataset: written last, so a failed run never blocks a re-run
+    for manifest, rows in manifests.items():
+        with open(manifest + ".partial", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "label", "domain"])
+            w.writerows(rows)
+        os.replace(manifest + ".partial", manifest)
     return summary
