@@ -32,13 +32,13 @@ def table(out: str, seeds: list[str], arms: list[str]) -> list[tuple]:
         hists = [read_run(f"{out}/seed{s}/{arm}")["history"] for s in seeds]
         for rule in ("val", "oracle"):
             cells = []
-            src = [select_epoch(h, "val", "source_val", None)["val"]["source_val"]["top1"] for h in hists]
+            src = [select_epoch(h, "val", "source_val")["val"]["source_val"]["top1"] for h in hists]
             cells.append(_ms(src) if rule == "val" else "")
             for t in TARGETS:
                 acc = []
                 for h in hists:
-                    ep = select_epoch(h, "val", "source_val", None) if rule == "val" else \
-                        select_epoch(h, "oracle", None, f"{t}_val")
+                    ep = select_epoch(h, "val", "source_val") if rule == "val" else \
+                        select_epoch(h, "oracle", f"{t}_val")
                     acc.append(ep["val"][f"{t}_test"]["top1"])
                 cells.append(_ms(acc))
             rows.append((arm, rule, *cells))
