@@ -12,7 +12,7 @@ from vdgtool.models.tsn import temporal_shift
 
 torch.set_num_threads(2)
 
-TEST_MODELS = ["test_c3d", "test_frame2d", "test_i3d", "test_r3d", "test_trn", "test_tsm", "test_tsn"]
+TEST_MODELS = ["test_apn", "test_c3d", "test_frame2d", "test_i3d", "test_r3d", "test_trn", "test_tsm", "test_tsn"]
 
 
 def clip(model, batch=2, seed=0):

@@ -88,3 +88,18 @@ def test_api_example(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     acc = json.loads(r.stdout.strip().splitlines()[-1].replace("'", '"'))
     assert set(acc) == {"real", "animated"}
+
+
+def test_apn_toy_erm(tmp_path):
+    """toydata --kind temporal -> extract every split -> ERM runs -> the val / oracle table."""
+    out = tmp_path / "apn"
+    r = run_recipe(RECIPES / "apn" / "toy_erm.sh", tmp_path, out, SEEDS=0, ARMS="apn@padding_masks=false",
+                   EPOCHS=1, VPC=2, FRAMES=10)
+    for f in ("seed0/onset_test.h5", "seed0/absence_val.h5", "seed0/apn@padding_masks=false/done"):
+        assert (out / f).exists(), f
+    cfg = json.loads((out / "seed0/apn@padding_masks=false/config.json").read_text())
+    assert cfg["model"] == "test_apn" and cfg["networks"]["model"]["model_kwargs"]["padding_masks"] is False
+    assert len(cfg["val"]) == 9  # source_val and every target's val and test split
+    rows = [line.split() for line in r.stdout.splitlines() if line.startswith("apn")]
+    assert [(x[0], x[1]) for x in rows] == [("apn@padding_masks=false", "val"), ("apn@padding_masks=false", "oracle")]
+    assert len(rows[0]) == 2 + 5 and len(rows[1]) == 2 + 4  # source_val + 4 targets; oracle: targets only

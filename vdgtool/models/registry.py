@@ -107,7 +107,7 @@ def register_model(name: str | None = None, *, family: str, input_spec: InputSpe
 
 def _ensure_builtin():
     # Importing the modules registers the built-in models (cheap: no torchvision/timm import).
-    from vdgtool.models import c3d, i3d, torchvision_video, tsn  # noqa: F401
+    from vdgtool.models import apn, c3d, i3d, torchvision_video, tsn  # noqa: F401
 
 
 def list_models(pattern: str | list[str] = "*") -> list[str]:
@@ -177,7 +177,7 @@ def create_model(name: str, num_classes: int, *, pretrained: bool = False, weigh
     if ":" in name:
         if not e.takes_backbone:
             raise ConfigError(f"model {e.name!r} takes no backbone (got {name!r})",
-                              f"use plain {e.name!r}; NAME:BACKBONE is for tsn, tsm, trn and frame2d")
+                              f"use plain {e.name!r}; NAME:BACKBONE is for tsn, tsm, trn, frame2d and apn")
         bb = name.split(":", 1)[1]
         if kwargs.get("backbone") not in (None, bb):
             raise ConfigError(f"two backbones given: {name!r} and backbone={kwargs['backbone']!r}",
@@ -211,6 +211,8 @@ def create_model(name: str, num_classes: int, *, pretrained: bool = False, weigh
         model.input_spec = spec
     create_kwargs = {"in_channels": spec.in_channels, "num_frames": spec.num_frames, "size": spec.size,
                      "dropout": float(dropout)}
+    # a model may record its resolved options (defaults included) so the run states them all
+    create_kwargs.update(getattr(model, "resolved_kwargs", None) or {})
     create_kwargs.update({k: v for k, v in kwargs.items() if k != "backbone"})
     if e.takes_backbone:
         create_kwargs["backbone"] = bb
