@@ -66,6 +66,32 @@ def test_two_stream(tmp_path):
     assert r.stdout.count("domain animated") == 3  # RGB, flow, fused
 
 
+def test_toy_da_fast_mode(tmp_path):
+    """recipes/adapt/toy_da.sh in its smoke mode (1 seed, 1 epoch, DANN + two-stream): disjoint splits,
+    the target stream and the paired flow reach the runs, and the table has both selection rules."""
+    from vdgtool.stores import VideoStore
+
+    out = tmp_path / "da"
+    r = run_recipe(RECIPES / "adapt" / "toy_da.sh", tmp_path, out, FAST=1)
+    d = out / "seed0"
+    keys = {s: set(VideoStore(str(d / f"{s}.h5")).meta["key"].tolist())
+            for s in ("real_train", "animated_train", "real_val", "animated_test")}
+    assert keys["animated_train"] and keys["animated_test"] and keys["real_train"] and keys["real_val"]
+    assert not keys["animated_train"] & keys["animated_test"] and not keys["real_train"] & keys["real_val"]
+    cfg = {a: json.loads((d / a / "config.json").read_text()) for a in ("dann", "two-stream")}
+    assert [os.path.basename(p) for p in cfg["dann"]["target"]] == ["animated_train.h5"]
+    assert [os.path.basename(p) for p in cfg["dann"]["val"]] == ["real_val.h5", "animated_test.h5"]
+    assert [os.path.basename(p) for p in cfg["two-stream"]["flow"]] == ["real_train_flow.h5"]
+    assert not cfg["two-stream"]["target"]  # two-stream ERM: no target stream
+    for rule in ("last", "val"):
+        rows = json.loads((out / f"collect_{rule}.json").read_text())["rows"]
+        assert {row["method"] for row in rows} == {"dann", "two-stream"}
+        assert all({"real_val", "animated_test"} <= set(row) for row in rows)
+    assert "animated test (val-sel)" in r.stdout and "Δ vs ERM (last)" in r.stdout
+    assert "two-stream seed 0, last epoch, animated test: rgb" in r.stdout  # each stream beside the fused
+    assert "domain classifier accuracy" in r.stdout
+
+
 def test_image_to_video(tmp_path):
     out = tmp_path / "iv"
     r = run_recipe(RECIPES / "image_to_video.sh", tmp_path, out, EPOCHS=1)

@@ -12,7 +12,10 @@ import torch
 
 from vdgtool.errors import ConfigError, ConventionMismatch, InputError, StoreError
 from vdgtool.stores import TableStore, VideoStore
+from vdgtool.utils.log import get_logger
 from vdgtool.utils.seed import derive_seed
+
+log = get_logger("data")
 
 RGB_NAMES = ("rgb", "srgb")
 
@@ -147,6 +150,14 @@ class ViewContext:
 
 
 PAIRED_CROPS = ("shared", "independent")
+
+
+def _computed_from(flow_store: VideoStore, clip_path: str, by: str) -> bool:
+    """Does ``flow_store``'s provenance name ``clip_path`` as a parent (``by`` its real path or its file name)?"""
+    parents = flow_store.provenance.get("parents") or []
+    if by == "path":
+        return any(os.path.realpath(p) == os.path.realpath(clip_path) for p in parents)
+    return any(os.path.basename(p) == os.path.basename(clip_path) for p in parents)
 
 
 def _frame_size(store: VideoStore, row: int) -> tuple[int, int] | None:
@@ -318,7 +329,7 @@ class ClipDataset(torch.utils.data.Dataset):
     def _pair_flow(self, flow_stores: list) -> np.ndarray:
         """(store, row, fields) in the flow stores of every item, by video key; a missing key is refused."""
         self.flow_stores = [s if isinstance(s, VideoStore) else VideoStore(os.fspath(s)) for s in flow_stores]
-        where: dict[str, tuple[int, int, int]] = {}
+        where: dict[str, list[tuple[int, int, int]]] = {}
         for fi, fs in enumerate(self.flow_stores):
             fs.close()
             if not (fs.kind == "flow" or fs.conventions.get("kind") == "flow"):
@@ -326,17 +337,16 @@ class ClipDataset(torch.utils.data.Dataset):
                                          "pair clips with the flow store written by vdgtool flow")
             nf = np.asarray(fs.meta["num_frames"], dtype=np.int64)
             for r, k in enumerate(fs.meta["key"].tolist()):
-                if k in where:
-                    raise StoreError(f"video '{k}' is in two flow stores ({self.flow_stores[where[k][0]].path} "
-                                     f"and {fs.path})", "pair each clip store with the flow of its own videos")
-                where[k] = (fi, r, int(nf[r]))
+                where.setdefault(k, []).append((fi, r, int(nf[r])))
         missing = [k for k in self.keys.tolist() if k not in where]
         if missing:
             raise InputError(f"{len(missing)} of {len(self.keys)} videos have no flow in "
                              f"{', '.join(s.path for s in self.flow_stores)}; the first is '{missing[0]}'",
                              "compute their flow (vdgtool flow CLIPS -o FLOW.h5) or pass the flow store of "
                              "these videos")
-        idx = np.array([where[k] for k in self.keys.tolist()], dtype=np.int64).reshape(-1, 3)
+        idx = np.array([self._flow_of(k, int(si), where[k]) for k, si in zip(self.keys.tolist(), self.store_index)],
+                       dtype=np.int64).reshape(-1, 3)
+        self._warn_foreign_flow(idx)
         if self.paired_crop == "shared":  # one crop for both clips needs frames of one size
             for i in range(len(idx)):
                 a = _frame_size(self.stores[int(self.store_index[i])], int(self.rows[i]))
@@ -347,6 +357,32 @@ class ClipDataset(torch.utils.data.Dataset):
                         "shared crop cannot cover both", "compute the flow from the same clip store, or pass "
                         "--paired-crop independent")
         return idx
+
+    def _flow_of(self, key: str, si: int, cands: list[tuple[int, int, int]]) -> tuple[int, int, int]:
+        """The flow of clip store ``si``'s video ``key`` among the flow stores holding that key: the only one,
+        else the one whose provenance names this clip store as its parent (by path, then by file name),
+        so stores whose videos share names (two domains with one layout) pair with their own flow."""
+        if len(cands) == 1:
+            return cands[0]
+        clip = self.paths[si]
+        for by in ("path", "name"):
+            mine = [c for c in cands if _computed_from(self.flow_stores[c[0]], clip, by)]
+            if len(mine) == 1:
+                return mine[0]
+        paths = ", ".join(self.flow_stores[c[0]].path for c in cands)
+        raise StoreError(f"video '{key}' is in {len(cands)} flow stores ({paths}) and none of them records "
+                         f"{clip} as the clips its flow was computed from",
+                         "pass only the flow store of these videos, or compute it from this clip store (vdgtool flow)")
+
+    def _warn_foreign_flow(self, idx: np.ndarray) -> None:
+        """Warn once per (clip store, flow store) pair whose flow records another clip store as its parent:
+        the videos match by name only (e.g. two toy datasets of different seeds name their clips alike)."""
+        for si, fi in sorted({(int(a), int(b)) for a, b in zip(self.store_index, idx[:, 0])}):
+            fs, clip = self.flow_stores[fi], self.paths[si]
+            parents = fs.provenance.get("parents") or []
+            if parents and not (_computed_from(fs, clip, "path") or _computed_from(fs, clip, "name")):
+                log.warning("flow store %s was computed from %s, not from %s: their videos are paired by name "
+                            "only (check --flow / --val-flow / --target-flow)", fs.path, parents[0], clip)
 
     def _check_modality(self) -> None:
         want = getattr(self.transform, "modality", None)
