@@ -84,9 +84,10 @@ def test_toy_da_fast_mode(tmp_path):
     assert [os.path.basename(p) for p in cfg["two-stream"]["flow"]] == ["real_train_flow.h5"]
     assert not cfg["two-stream"]["target"]  # two-stream ERM: no target stream
     for rule in ("last", "val"):
-        rows = json.loads((out / f"collect_{rule}.json").read_text())["rows"]
-        assert {row["method"] for row in rows} == {"dann", "two-stream"}
-        assert all({"real_val", "animated_test"} <= set(row) for row in rows)
+        for arm in ("dann", "two-stream"):  # one collect per arm, its seeds in one row
+            (row,) = json.loads((out / f"collect_{rule}_{arm}.json").read_text())["rows"]
+            assert row["method"] == arm and row["seeds"] == [0]
+            assert {"real_val", "animated_test"} <= set(row)
     assert "animated test (val-sel)" in r.stdout and "Δ vs ERM (last)" in r.stdout
     assert "two-stream seed 0, last epoch, animated test: rgb" in r.stdout  # each stream beside the fused
     assert "domain classifier accuracy" in r.stdout

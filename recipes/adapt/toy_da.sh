@@ -107,10 +107,15 @@ for S in $SEEDS; do
   done
 done
 
-RUNS=()
-for S in $SEEDS; do for A in $ARMS; do RUNS+=("$OUT/seed$S/$A"); done; done
-for RULE in last val; do
-  vdgtool collect "${RUNS[@]}" --select "$RULE" --source real_val --group-by method,hp --json > "$OUT/collect_$RULE.json"
+# one collect per arm (an arm is a method and its --hp flags); the seeds' own stores are averaged over
+for A in $ARMS; do
+  RUNS=(); for S in $SEEDS; do RUNS+=("$OUT/seed$S/$A"); done
+  IGN=data,val; [ "${A%%@*}" = two-stream ] && IGN=$IGN,flow,val_flow || IGN=$IGN,target
+  case $A in *da=*) IGN=data,val,target,flow,val_flow,target_flow;; esac
+  for RULE in last val; do
+    vdgtool collect "${RUNS[@]}" --select "$RULE" --source real_val --group-by method --ignore "$IGN" --json \
+      > "$OUT/collect_${RULE}_${A}.json"
+  done
 done
 
 python - "$OUT" "$SEEDS" "$ARMS" <<'PY'
@@ -125,7 +130,7 @@ from vdgtool.evaluate.collect import read_run, select_epoch
 from vdgtool.stores import TableStore, VideoStore
 
 out, seeds, arms = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
-coll = {r: json.load(open(f"{out}/collect_{r}.json")) for r in ("last", "val")}
+coll = {r: {a: json.load(open(f"{out}/collect_{r}_{a}.json")) for a in arms} for r in ("last", "val")}
 
 def ms(v):
     m = sum(v) / len(v)
@@ -136,13 +141,12 @@ def ms(v):
 def fmt(cell):
     return f"{100 * cell['mean']:.1f} ± {100 * cell['se']:.1f}" if cell["n"] > 1 else f"{100 * cell['mean']:.1f}"
 
-def row_of(rule, arm):  # collect groups by method,hp: find the arm's row through one of its run dirs
-    run = read_run(f"{out}/seed{seeds[0]}/{arm}")
-    key = (run["config"]["method"], str(run["config"]["hp"]))
-    return next(r for r in coll[rule]["rows"] if (r["method"], r["hp"]) == key)
+def row_of(rule, arm):  # one collect per arm: its single row
+    (row,) = coll[rule][arm]["rows"]
+    return row
 
 def sel(arm, s, rule):
-    return select_epoch(read_run(f"{out}/seed{s}/{arm}")["history"], rule, "real_val", None)
+    return select_epoch(read_run(f"{out}/seed{s}/{arm}")["history"], rule, "real_val")
 
 HUES = np.array([360.0 * k / 4 + 15.0 for k in range(4)])  # toydata's class hues, classes in sorted order
 
