@@ -104,3 +104,19 @@ def test_per_class_bars(tmp_path):
 
     with pytest.raises(InputError):
         plot_per_class({"a": {"score": None}}, str(tmp_path / "x.png"))
+
+
+def test_score_plot_writes_the_per_class_chart(tmp_path, run_cli):
+    """`vdgtool score --plot`: the per-class bar chart of the dynamic score, named in the JSON result."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_score import _ckpt, _store
+
+    data, ck = _store(tmp_path / "d.h5"), _ckpt(tmp_path / "c.pt")
+    code, o, err = run_cli("score", "--method", "freeze", ck, "--data", data, "--plot", tmp_path / "pc.png", "--json")
+    assert code == 0, err
+    res = json.loads(o)
+    assert res["plot_png"] == str(tmp_path / "pc.png") and _png_size(res["plot_png"])[1] >= 250
+    assert set(res["per_class"]) == {"a", "b", "c"}

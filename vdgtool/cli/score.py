@@ -39,14 +39,16 @@ from vdgtool.cli.common import FiniteFloat, at_file_callback, device_option, emi
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--per-class/--no-per-class", default=True, show_default=True, help="Print the per-class table.")
 @click.option("--per-clip", is_flag=True, help="Keep every clip's KL in the --json output.")
+@click.option("--plot", "plot_png", type=click.Path(dir_okay=False),
+              help="Write a per-class bar chart of the score (PNG; needs the 'plot' extra).")
 @click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Random frames / permutations / split / student.")
 @device_option
 @workers_option
 @json_option
 def score(checkpoint, data, flow_stores, method, frame, permute, target, student, student_pretrained, student_epochs, student_lr,
-          student_wd, holdout, heldout_stores, num_clips, batch_size, per_class, per_clip, amp, seed, device, workers,
-          as_json):
+          student_wd, holdout, heldout_stores, num_clips, batch_size, per_class, per_clip, plot_png, amp, seed, device,
+          workers, as_json):
     """Dynamic score of a video model (CKPT: checkpoint file or run dir) on clip stores.
 
     The score is a KL divergence in nats, averaged over clips (>= 0; higher = the model relies more on
@@ -62,6 +64,7 @@ def score(checkpoint, data, flow_stores, method, frame, permute, target, student
       vdgtool score --method shuffle runs/erm/checkpoints/best.pt --data a.h5 --permute batch --json
       vdgtool score --method distill runs/erm --data real_val.h5 --student timm:resnet18 --student-epochs 20
       vdgtool score --method distill --target labels --student frame2d:resnet18 --data ucf101_train.h5
+      vdgtool score --method freeze runs/erm --data real_val.h5 --plot freeze_per_class.png
     """
     import torch
 
@@ -77,6 +80,11 @@ def score(checkpoint, data, flow_stores, method, frame, permute, target, student
                         weight_decay=student_wd, flow_stores=list(flow_stores))
     if not per_clip:
         res.pop("per_clip", None)
+    if plot_png:
+        from vdgtool.evaluate.plots import plot_per_class
+
+        res["plot_png"] = plot_per_class(res["per_class"], plot_png, key="score", reference=res["score"],
+                                         xlabel="dynamic score (nats)", title=f"{method} score per class")
     if as_json:
         emit(res, True)
         return
@@ -90,6 +98,8 @@ def score(checkpoint, data, flow_stores, method, frame, permute, target, student
         rows.append(("acc perturbed", res["acc_perturbed"]))
     if "acc_student" in res:
         rows.append(("acc student", res["acc_student"]))
+    if res.get("plot_png"):
+        rows.append(("per-class plot", res["plot_png"]))
     emit(res, False, rows)
     if per_class and res["per_class"]:
         click.echo("")
