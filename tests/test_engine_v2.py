@@ -320,12 +320,22 @@ def test_resume_mid_epoch_restores_weights_and_method_state(data, tmp_path, monk
     assert [e["epoch"] for e in ev if "event" not in e] == [0, 1]
 
 
-def test_resume_from_the_run_alone_and_changed_options(data, tmp_path, cli):
+def test_resume_from_the_run_alone_and_changed_options(data, tmp_path, cli, monkeypatch):
+    import vdgtool.train.engine as eng
+
+    rewritten = []
+    atomic = eng._atomic_write
+    monkeypatch.setattr(eng, "_atomic_write", lambda path, text: (rewritten.append(os.path.basename(path)),
+                                                                 atomic(path, text))[1])
     out = tmp_path / "r"
     args = ["train", "--data", data["src"], "--val", data["val"], "--model", "test_c3d", "--size", "32",
             "--epochs", "1", "--batch-size", "3", "-o", str(out), "--json"]
     assert cli(args).exit_code == 0
+    # during a run results.jsonl is only appended to (a concurrent `collect` never sees it empty); the
+    # other files are rewritten by write-and-rename
+    assert "results.jsonl" not in rewritten and "config.json" in rewritten
     os.remove(out / "done")
+    before = (out / "results.jsonl").read_bytes()
     r = cli(["train", "--resume", "-o", str(out), "--lr", "0.5"])
     assert r.exit_code == 1 and "changed option lr" in r.output
     r = cli(["train", "--resume", "-o", str(out), "--epochs", "2", "--json"])
@@ -333,6 +343,10 @@ def test_resume_from_the_run_alone_and_changed_options(data, tmp_path, cli):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["epochs"] == 2 and cfg["resumed"][0]["changed"] == {"epochs": [1, 2]}
     assert _weights(out)["epoch"] == 2
+    # the resumed run keeps the records before its checkpoint (an atomic rewrite) and appends after them
+    after = (out / "results.jsonl").read_bytes()
+    assert after.startswith(before) and len(after.splitlines()) == 2
+    assert len((out / "metrics.csv").read_text().splitlines()) == 3
 
 
 def test_init_partial_is_refused_unless_asked(data, tmp_path):
