@@ -23,6 +23,7 @@ def _method(name, model_name="test_c3d", num_classes=3, **hp):
     cls = get_method(name)
     if "student" in cls.HPARAMS:
         hp.setdefault("student", "test_frame2d")
+        hp.setdefault("student_pretrained", False)  # test students have no ImageNet weights
     m = cls(model, num_classes, parse_hparams(cls, hp))
     opts = {k: torch.optim.SGD(v, lr=0.05) for k, v in m.parameter_groups().items()}
     return m, Stepper(opts, None, None, contextlib.nullcontext)
@@ -41,8 +42,6 @@ def test_registered_with_hyper_parameters():
     names = list_methods("drl-*")
     assert set(DRL) <= set(names)
     assert get_method("drl-freeze").HPARAMS["lam"].default == 0.5
-    assert get_method("drl-pgd").HPARAMS["attack_steps"].default > 1
-    assert get_method("drl-fgsm").HPARAMS["attack_steps"].default == 1
     with pytest.raises(ConfigError, match="attack_target"):
         parse_hparams(get_method("drl-fgsm"), {"attack_target": "nobody"})
 
@@ -78,7 +77,8 @@ def test_student_is_updated_by_its_own_optimizer():
 @pytest.mark.parametrize("steps,random_start", [(1, False), (5, True)])
 def test_attack_is_bounded_in_pixels_clamped_and_adversarial(model_name, steps, random_start):
     eps = 8 / 255
-    m, _ = _method("drl-pgd", model_name, eps=eps, alpha=2 / 255, attack_steps=steps, random_start=random_start)
+    m, _ = _method("drl-pgd", model_name, eps=eps, alpha=2 / 255 if steps > 1 else 0.0, attack_steps=steps,
+                   random_start=random_start, clamp=True, attack_target="label")
     batch = _batch(m.model, b=4)
     spec = m.model.input_spec
     x, y = batch["video"], batch["label"]
@@ -86,7 +86,7 @@ def test_attack_is_bounded_in_pixels_clamped_and_adversarial(model_name, steps, 
     x[:, :, :, :4] = ((torch.zeros(1) - torch.tensor(spec.mean).view(1, -1, 1, 1, 1))
                       / torch.tensor(spec.std).view(1, -1, 1, 1, 1)).expand_as(x[:, :, :, :4])
     m.student.train()
-    xa = m.attack(x, y)
+    xa = m.attack(x, m.model(x), y)
     assert m.student.training  # the attack runs the student in eval mode and restores the mode it found
     std = torch.tensor(spec.std).view(1, -1, 1, 1, 1)
     mean = torch.tensor(spec.mean).view(1, -1, 1, 1, 1)
@@ -165,7 +165,7 @@ def test_fine_tune_through_the_engine_checkpoints_the_student(tmp_path):
     train(TrainConfig(output=str(tmp_path / "erm"), **base))
     erm = str(tmp_path / "erm" / "checkpoints" / "last.pt")
     res = train(TrainConfig(output=str(tmp_path / "drl"), method="drl-distill", init=erm,
-                            hp={"student": "test_frame2d", "student_lr_mult": 2.0}, **base))
+                            hp={"student": "test_frame2d", "student_pretrained": False, "student_lr_mult": 2.0}, **base))
     ck = load_checkpoint(str(tmp_path / "drl" / "checkpoints" / "last.pt"))
     assert ck["networks"]["student"] and set(ck["optimizers"]) == {"model", "student"}
     assert ck["optimizers"]["student"]["param_groups"][0]["initial_lr"] == pytest.approx(0.02)
@@ -173,7 +173,7 @@ def test_fine_tune_through_the_engine_checkpoints_the_student(tmp_path):
     # an interruption after epoch 1 of 2 (no done marker): --resume restores and keeps training the student
     (tmp_path / "drl" / "done").unlink()
     train(TrainConfig(output=str(tmp_path / "drl"), method="drl-distill", init=erm,
-                      hp={"student": "test_frame2d", "student_lr_mult": 2.0}, **{**base, "epochs": 2}), resume=True)
+                      hp={"student": "test_frame2d", "student_pretrained": False, "student_lr_mult": 2.0}, **{**base, "epochs": 2}), resume=True)
     ck2 = load_checkpoint(str(tmp_path / "drl" / "checkpoints" / "last.pt"))
     assert ck2["epoch"] == 2
     k = next(k for k, v in ck["networks"]["student"].items() if v.is_floating_point() and k.endswith("weight"))
@@ -184,7 +184,127 @@ def test_fine_tune_through_the_engine_checkpoints_the_student(tmp_path):
 def test_cli_train_every_drl_method(tmp_path, run_cli):
     s = _store(tmp_path / "s.h5")
     for name in DRL:
-        extra = ["--hp", "student=test_frame2d"] if name not in ("drl-freeze", "drl-shuffle") else []
+        extra = (["--hp", "student=test_frame2d", "--hp", "student_pretrained=false"]
+                 if name not in ("drl-freeze", "drl-shuffle") else [])
         code, out, err = run_cli("train", "--data", s, "--model", "test_tsm", "--method", name, "--epochs", "1",
                                  "--batch-size", "3", "--max-steps-per-epoch", "1", "-o", tmp_path / name, *extra)
         assert code == 0, (name, err)
+
+
+# -- issue 14: the paper's and the release's settings ---------------------------------------------------
+def test_defaults_are_the_papers_and_the_releases():
+    fg, pgd = get_method("drl-fgsm").HPARAMS, get_method("drl-pgd").HPARAMS
+    d = {k: v.default for k, v in fg.items()}
+    assert (d["attack_target"], d["eps"], d["attack_steps"], d["alpha"], d["momentum"], d["momentum_norm"],
+            d["clamp"], d["random_start"], d["student_pretrained"], d["student_ce"]) == \
+        ("kl", 0.03, 5, 0.0, 1.0, "none", False, False, True, 0.0)
+    d = {k: v.default for k, v in pgd.items()}
+    assert (d["attack_steps"], d["alpha"], d["random_start"], d["momentum"], d["eps"]) == (7, 0.008, True, 0.0, 0.03)
+    assert get_method("drl-distill").HPARAMS["student_ce"].default == 1.0
+    # the docs' fraction spelling parses
+    assert parse_hparams(get_method("drl-fgsm"), {"alpha": "1/255"})["alpha"] == pytest.approx(1 / 255)
+
+
+def test_fgsm_and_pgd_call_the_attack_with_the_released_schedule(monkeypatch):
+    import vdgtool.methods.drl as drl
+
+    seen = {}
+
+    def spy(x, loss_fn, **kw):
+        seen.update(kw, loss=float(loss_fn(x)))
+        return x
+
+    monkeypatch.setattr(drl, "pixel_ascent", spy)
+    m, _ = _method("drl-fgsm")
+    x = _batch(m.model)["video"]
+    m.attack(x, m.model(x))
+    std = torch.tensor(m.model.input_spec.std).view(1, -1, 1, 1, 1)
+    torch.testing.assert_close(seen["step_size"], 0.03 / 5 / std)  # 5 steps of eps / 5
+    torch.testing.assert_close(seen["eps"], 0.03 / std)
+    assert (seen["steps"], seen["momentum"], seen["momentum_norm"], seen["clamp"], seen["random_start"],
+            seen["step_rule"]) == (5, 1.0, "none", False, False, "sign")
+    m, _ = _method("drl-pgd")
+    m.attack(x, m.model(x))
+    torch.testing.assert_close(seen["step_size"], 0.008 / std)
+    assert (seen["steps"], seen["momentum"], seen["random_start"], seen["clamp"]) == (7, 0.0, True, False)
+
+
+@pytest.mark.parametrize("momentum,norm,expected", [(1.0, "none", 3), (1.0, "l1", 0), (0.0, "none", -1)])
+def test_momentum_step_schedule_on_a_hand_made_gradient(momentum, norm, expected):
+    """Gradients +10, -4, -4 (every element): raw accumulation with momentum 1 (the release) keeps
+    stepping up (a = 10, 6, 2); MI-FGSM's normalised accumulation stops (a = 1, 0, -1); no momentum
+    follows each gradient's sign."""
+    from vdgtool.methods.adversarial import pixel_ascent
+
+    grads = iter([10.0, -4.0, -4.0])
+
+    def loss_fn(xa):
+        return next(grads) * xa.sum()
+
+    x = torch.zeros(2, 3, 2, 2, 2)
+    xa = pixel_ascent(x, loss_fn, steps=3, step_size=0.01, eps=None, clamp=False, momentum=momentum,
+                      momentum_norm=norm)
+    torch.testing.assert_close(xa, torch.full_like(x, 0.01 * expected))
+
+
+def test_soft_kl_attack_increases_the_kl_to_the_video_model_and_does_not_clamp():
+    from vdgtool.methods.drl import kl_rows
+
+    m, _ = _method("drl-fgsm", eps=8 / 255)
+    batch = _batch(m.model, b=4)
+    x = batch["video"]
+    spec = m.model.input_spec
+    std, mean = torch.tensor(spec.std).view(1, -1, 1, 1, 1), torch.tensor(spec.mean).view(1, -1, 1, 1, 1)
+    x[:, :, :, :4] = ((0 - mean) / std).expand_as(x[:, :, :, :4])  # black pixels: a step down leaves [0, 1]
+    m.eval()
+    with torch.no_grad():
+        f = m.model(x)
+    xa = m.attack(x, f)
+    with torch.no_grad():
+        before, after = kl_rows(f, m.student(x)).mean(), kl_rows(f, m.student(xa)).mean()
+    assert after > before * 1.05
+    dpix = (xa - x) * std
+    assert dpix.abs().max() <= 8 / 255 + 1e-5 and dpix.abs().max() > 4 / 255
+    assert (xa * std + mean).min() < -1e-3  # no pixel clamp unless asked (the release)
+
+
+def test_distill_student_loss_is_lambda_kl_plus_ce_as_released():
+    from vdgtool.methods.drl import kl_rows
+
+    m, stepper = _method("drl-distill", lam=0.5)
+    batch = _batch(m.model)
+    m.eval()
+    with torch.no_grad():
+        f, s = m.model(batch["video"]), m.student(batch["video"])
+        want = 0.5 * kl_rows(f, s).mean() + torch.nn.functional.cross_entropy(s, batch["label"])
+    out = m.training_step({"source": batch}, stepper)
+    assert out["student_loss"] == pytest.approx(want.item(), rel=1e-4)
+
+
+def test_static_batch_weighting_is_the_releases_mean_weight_times_mean_kl():
+    from vdgtool.methods.drl import kl_rows
+
+    batch = _batch(create_model("test_c3d", num_classes=3))
+    outs = {}
+    for w in ("static", "static-batch"):
+        m, stepper = _method("drl-freeze", weighting=w, lam=1.0)
+        m.eval()
+        with torch.no_grad():
+            f = m.model(batch["video"])
+            t = m.model(batch["video"][:, :, :1].expand_as(batch["video"]))
+            ce = torch.nn.functional.cross_entropy(f, batch["label"], reduction="none")
+            ce_t = torch.nn.functional.cross_entropy(t, batch["label"], reduction="none")
+            wt = 1 - torch.exp(-torch.relu(ce_t - ce))
+            kl = kl_rows(f, t)
+        outs[w] = m.training_step({"source": batch}, stepper)["loss"]
+        want = ce.mean() - ((wt * kl).mean() if w == "static" else wt.mean() * kl.mean())
+        assert outs[w] == pytest.approx(want.item(), rel=1e-4, abs=1e-6)
+
+
+def test_list_methods_is_one_readable_block_per_method(run_cli):
+    code, out, err = run_cli("train", "--list-methods")
+    assert code == 0, err
+    assert max(len(line) for line in out.splitlines()) <= 100  # no 340-column table
+    block = out.split("\ndrl-fgsm\n", 1)[1].split("\n\n", 1)[0]
+    assert "--hp eps=0.03 [pixel scale 0-1]" in block and "--hp attack_target=kl" in block
+    assert "--hp student_pretrained=true" in block and "Eq. 8" in block and "(one of kl, video, label)" in block

@@ -28,7 +28,7 @@ def test_list_models_patterns():
     for name in ["r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v1_b", "mvit_v2_s", "swin3d_t", "swin3d_s",
                  "swin3d_b", "i3d", "i3d_flow", "tsn", "tsm", "trn", "frame2d"]:
         assert name in everything
-    assert list_models("r*") == ["r2plus1d_18", "r3d_18"]
+    assert list_models("r*") == ["r2plus1d_18", "r3d_18", "resnet3d_18", "resnet3d_50"]
     assert list_models(["swin3d_*", "s3d"]) == ["s3d", "swin3d_b", "swin3d_s", "swin3d_t"]
     assert list_models("nothing_like_this*") == []
 
@@ -443,3 +443,50 @@ def test_pretrained_uses_timm_only_when_asked(monkeypatch):
     assert calls == [("test_resnet", False), ("test_resnet", True)]
     with pytest.raises(ConfigError, match="not downloaded"):
         create_model("i3d", 3, pretrained=True)
+
+
+# ------------------------------------------------------------------ DRL paper models (issue 14)
+def test_hara_3d_resnet_differs_from_torchvision_r3d_in_the_stem_only(tmp_path):
+    hara = create_model("resnet3d_18", num_classes=5, num_frames=8, size=32).eval()
+    tv = create_model("r3d_18", num_classes=5, num_frames=8, size=32)
+    assert hara.stem[0].kernel_size == (7, 7, 7) and isinstance(hara.stem[3], torch.nn.MaxPool3d)
+    assert tv.stem[0].kernel_size == (3, 7, 7) and len(tv.stem) == 3
+    a, b = hara.state_dict(), tv.state_dict()
+    assert set(a) == set(b) and [k for k in a if a[k].shape != b[k].shape] == ["stem.0.weight"]
+    assert model_info("resnet3d_18")["input_spec"]["mean"] == [0.485, 0.456, 0.406]  # ImageNet, as released
+    assert model_info("resnet3d_18")["input_spec"]["num_frames"] == 16
+    with torch.no_grad():
+        assert hara(clip(hara)).shape == (2, 5)
+    # a checkpoint in Hara's / the DRL release's layout (DataParallel prefix, 'head' classifier) loads as it is
+    rename = {"stem.0.weight": "conv1.weight"}
+    sd = {}
+    for k, v in a.items():
+        k2 = rename.get(k, k)
+        k2 = k2.replace("stem.1.", "bn1.").replace("fc.", "head.")
+        for z in ("1", "2", "3"):
+            k2 = k2.replace(f".conv{z}.0.", f".conv{z}.").replace(f".conv{z}.1.", f".bn{z}.")
+        sd["module." + k2] = v + 0.5 if v.is_floating_point() else v
+    torch.save({"state_dict": sd, "epoch": 3}, tmp_path / "hara.pth")
+    m = create_model("resnet3d_18", num_classes=5, num_frames=8, size=32, weights=str(tmp_path / "hara.pth"))
+    assert all(torch.equal(m.state_dict()[k], a[k] + 0.5) for k in a if a[k].is_floating_point())
+    with pytest.raises(ConfigError, match="--weights"):
+        create_model("resnet3d_50", num_classes=5, pretrained=True)
+
+
+@pytest.mark.slow
+def test_hara_3d_resnet_50():
+    m = create_model("resnet3d_50", num_classes=5, num_frames=8, size=32).eval()
+    assert m.num_features == 2048 and m.stem[0].kernel_size == (7, 7, 7)
+    with torch.no_grad():
+        assert m(clip(m, batch=1)).shape == (1, 5)
+
+
+def test_tsm_dense_sampling_option():
+    from vdgtool.data.samplers import DenseSampler, build_sampler
+
+    m = create_model("test_tsm", num_classes=3, sampler="dense")
+    assert m.input_spec.sampler == "dense" and m.create_kwargs["sampler"] == "dense"
+    assert isinstance(build_sampler(m.input_spec, True), DenseSampler)
+    assert create_model("test_tsm", num_classes=3).input_spec.sampler == "uniform"
+    with pytest.raises(ConfigError, match="sampler"):
+        create_model("test_tsm", num_classes=3, sampler="sparse")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -172,13 +173,15 @@ def test_distill_score_with_split_and_with_labels(data):
 
     m = create_model("test_c3d", num_classes=3)
     ds = build_dataset([data["moving"]], m.input_spec, False, class_names=CLASSES)
-    r = distill_score(m, ds, holdout=1 / 3, student="timm:test_resnet", epochs=2, batch_size=3, seed=0)
+    r = distill_score(m, ds, holdout=1 / 3, student="timm:test_resnet", student_pretrained=False, epochs=2,
+                      batch_size=3, seed=0)
     assert r["n"] == 3 and r["student_train"]["n"] == 6  # one clip per class held out
     assert r["score"] >= 0 and 0 <= r["agreement"] <= 1 and min(r["per_clip"]["kl"]) >= 0
     # dataset static bias (Eq. 5): no video model at all; the colour cue makes the labels spatial
-    rl = distill_score(None, ds, holdout=1 / 3, student="timm:test_resnet", epochs=8, lr=3e-3, batch_size=3,
-                       target="labels", spec=m.input_spec)
+    rl = distill_score(None, ds, holdout=1 / 3, student="timm:test_resnet", student_pretrained=False, epochs=8,
+                       lr=3e-3, batch_size=3, target="labels", spec=m.input_spec, protocol="fast")
     assert rl["target"] == "labels" and rl["acc_video"] is None
+    assert (rl["protocol"], rl["student_train"]["optimizer"], rl["student_train"]["teacher"]) == ("fast", "adamw", "cached")
     chance = float(np.log(3))
     assert rl["score"] < chance  # better than a uniform guess: a spatial student can read the colour cue
 
@@ -196,7 +199,7 @@ def test_cli_score_json_table_and_errors(data, run_cli, tmp_path):
     code, out, err = run_cli("score", "--method", "shuffle", data["tsn"], "--data", data["moving"], "--json")
     assert code == 0, err
     r = json.loads(out)
-    assert r["method"] == "shuffle" and r["permute"] == "clip" and r["n"] == 9 and r["score"] < 1e-9
+    assert r["method"] == "shuffle" and r["permute"] == "batch" and r["n"] == 9 and r["score"] < 1e-9
     assert "per_clip" not in r and set(r["per_class"]) == set(CLASSES)
     code, out, err = run_cli("score", data["c3d"], "--data", data["static"], "--data", data["moving"])
     assert code == 0, err
@@ -207,12 +210,15 @@ def test_cli_score_json_table_and_errors(data, run_cli, tmp_path):
     assert code == 1 and "no checkpoint" in err
     code, out, err = run_cli("score", data["c3d"], "--data", data["moving"], "--method", "nope")
     assert code == 2
+    code, out, err = run_cli("score", data["c3d"], "--method", "distill", "--data", data["moving"], "--heldout",
+                             data["static"], "--student-data", data["static"])
+    assert code == 1 and "--student-data" in err and "Traceback" not in err
 
 
 @pytest.mark.slow
 def test_cli_distill_and_every_family(data, run_cli):
     code, out, err = run_cli("score", "--method", "distill", data["c3d"], "--data", data["moving"], "--student",
-                             "test_frame2d", "--student-epochs", "2", "--holdout", "0.34", "--json")
+                             "test_frame2d", "--student-scratch", "--student-epochs", "2", "--holdout", "0.34", "--json")
     assert code == 0, err
     r = json.loads(out)
     assert r["student"] == "test_frame2d" and r["n"] == 3 and r["score"] >= 0
@@ -222,3 +228,116 @@ def test_cli_distill_and_every_family(data, run_cli):
             code, out, err = run_cli("score", "--method", method, ck, "--data", data["moving"], "--json")
             assert code == 0, (name, err)
             assert json.loads(out)["score"] >= 0
+
+
+# -- issue 14: recorded stores, the paper protocol, views, students --------------------------------------
+def _run_ckpt(path, train, val, model_name="test_c3d"):
+    """A checkpoint whose config records its stores, as `vdgtool train` writes it."""
+    torch.manual_seed(0)
+    m = create_model(model_name, num_classes=len(CLASSES))
+    cfg = {"model": model_name, "class_names": CLASSES, "input_spec": m.input_spec.to_dict(), "model_kwargs": {},
+           "data": [str(train)], "val": [str(val)], "scale_min": 0.6, "flip": False}
+    save_checkpoint(str(path), {"model": m.state_dict(), "config": cfg})
+    return str(path)
+
+
+def test_score_eval_features_without_data_use_the_recorded_stores(data, run_cli, tmp_path):
+    train, val = _store(tmp_path / "train.h5", seed=3), _store(tmp_path / "val.h5", n_per_class=2, seed=4)
+    ck = _run_ckpt(tmp_path / "run.pt", train, val)
+    code, out, err = run_cli("score", ck, "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["data"] == [val] and r["data_source"] == "recorded validation store" and r["n"] == 6
+    assert val in err and r["frame"] == "first"  # which store, on stderr; the release's frame
+    code, out, err = run_cli("eval", ck, "--json")
+    assert code == 0 and json.loads(out)["data"] == [val] and json.loads(out)["n"] == 6, err
+    code, out, err = run_cli("features", ck, "-o", tmp_path / "f.h5", "--json")
+    assert code == 0 and json.loads(out)["data"] == [val] and json.loads(out)["rows"] == 6, err
+    os.remove(val)  # the validation store is gone: the training store
+    code, out, err = run_cli("score", ck, "--json")
+    assert code == 0 and json.loads(out)["data"] == [train] and "training store" in err
+    os.remove(train)  # every recorded store is gone: one line naming --data
+    for verb in (["score", ck], ["eval", ck], ["features", ck, "-o", tmp_path / "g.h5"]):
+        code, out, err = run_cli(*verb)
+        assert code == 1 and "--data" in err and "exists any more" in err and "Traceback" not in err, verb
+        assert len(err.strip().splitlines()) == 1, err
+
+
+def test_distill_paper_protocol_trains_on_the_runs_training_store(tmp_path):
+    train, val = _store(tmp_path / "train.h5", seed=3), _store(tmp_path / "val.h5", n_per_class=1, seed=4)
+    ck = _run_ckpt(tmp_path / "run.pt", train, val)
+    kw = dict(method="distill", student="test_frame2d", student_pretrained=False, epochs=1, batch_size=3)
+    r = dynamic_score(ck, [], **kw)
+    st = r["student_train"]
+    assert r["student_data"] == [train] and r["data"] == [val] and r["n"] == 3 and st["n"] == 9
+    assert (r["protocol"], st["optimizer"], st["schedule"], st["teacher"], st["augment"], st["epochs"]) == \
+        ("paper", "sgd", "step", "live", True, 1)
+    assert (st["lr"], st["weight_decay"], st["step_size"], st["gamma"]) == (0.01, 1e-4, 10, 0.1)
+    assert r["student"] == "test_frame2d" and r["student_init"] == "scratch" and r["score"] >= 0
+
+
+def test_live_teacher_predicts_every_step_cached_teacher_once(data):
+    from vdgtool.data import build_dataset
+    from vdgtool.evaluate.dynamic import protocol_settings, train_student
+
+    class Counting(torch.nn.Module):
+        INPUTS = ("video",)
+
+        def __init__(self, m):
+            super().__init__()
+            self.m, self.calls = m, 0
+
+        def predict(self, batch):
+            self.calls += 1
+            return {"logits": self.m(batch["video"])}
+
+        def input_specs(self):
+            return {"video": self.m.input_spec}
+
+    m = create_model("test_c3d", num_classes=3)
+    ds = build_dataset([data["moving"]], m.input_spec, True, class_names=CLASSES)  # 9 augmented clips
+    for protocol, calls in (("paper", 2 * 3), ("fast", 3)):  # 2 epochs x 3 batches, or one pass of 3 batches
+        t = Counting(m)
+        s = build_spatial_student("test_frame2d", 3, m.input_spec)
+        info = train_student(s, t, ds, settings=protocol_settings(protocol, epochs=2), batch_size=3)
+        assert t.calls == calls and info["protocol"] == protocol
+
+
+def test_multi_view_score_is_the_kl_of_view_averaged_logits(data):
+    from vdgtool.data import build_dataset
+    from vdgtool.evaluate.predict import make_loader
+
+    m = create_model("test_c3d", num_classes=3).eval()
+    ds = build_dataset([data["moving"]], m.input_spec, False, class_names=CLASSES, num_clips=2)
+    r = perturbation_score(m, ds, method="freeze", batch_size=9)
+    rk = perturbation_score(m, ds, method="freeze", batch_size=9, views="kl")
+    x = next(iter(make_loader(ds, 9, 0)))["video"]  # (9, 2, C, T, H, W)
+    with torch.no_grad():
+        lx = m(x.flatten(0, 1)).view(9, 2, -1)
+        lt = m(x.flatten(0, 1)[:, :, :1].expand(-1, -1, x.shape[3], -1, -1)).view(9, 2, -1)
+    np.testing.assert_allclose(r["per_clip"]["kl"], kl_divergence(lx.mean(1), lt.mean(1)).numpy(), rtol=1e-4)
+    np.testing.assert_allclose(rk["per_clip"]["kl"], kl_divergence(lx, lt).mean(1).numpy(), rtol=1e-4)
+    assert r["views"] == "logits" and rk["score"] >= r["score"]  # KL is jointly convex: averaging first is smaller
+
+
+def test_student_imagenet_weights_from_a_local_file_and_refusals(tmp_path):
+    import timm
+
+    from vdgtool.errors import ConfigError
+    from vdgtool.models.registry import InputSpec
+    from vdgtool.models.students import student_init
+
+    spec = InputSpec(num_frames=4, size=32, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    ref = timm.create_model("test_resnet", num_classes=1000)
+    torch.save(ref.state_dict(), tmp_path / "imagenet.pt")
+    s = build_spatial_student("timm:test_resnet", 3, spec, weights=str(tmp_path / "imagenet.pt"))
+    k = "conv1.weight" if "conv1.weight" in ref.state_dict() else next(iter(ref.state_dict()))
+    assert torch.equal(s.net.net.state_dict()[k], ref.state_dict()[k]) and s.net.net.get_classifier().out_features == 3
+    f = build_spatial_student("frame2d:test_resnet", 3, spec, weights=str(tmp_path / "imagenet.pt"))
+    assert torch.equal(f.net.backbone.state_dict()[k], ref.state_dict()[k])
+    assert student_init(True, str(tmp_path / "imagenet.pt")).startswith("imagenet (file")
+    assert student_init(False, None) == "scratch"
+    with pytest.raises(ConfigError, match="student_pretrained=false"):
+        build_spatial_student("test_frame2d", 3, spec, pretrained=True)
+    with pytest.raises(ConfigError, match="does not exist"):
+        build_spatial_student("timm:test_resnet", 3, spec, weights=str(tmp_path / "missing.pt"))

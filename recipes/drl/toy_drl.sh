@@ -33,7 +33,7 @@ LAM=${LAM:-}                     # λ of drl-freeze / drl-shuffle / drl-distill 
 # A METHODS entry METHOD@HP=V,HP=V adds --hp flags (overriding LAM); its results go to OUT/.../METHOD@HP=V,HP=V.
 # METHODS entry erm-ft: the control, ERM continued from the ERM checkpoint with the DRL schedule (FT_EPOCHS, FT_LR).
 MODEL=${MODEL:-test_c3d}
-STUDENT=${STUDENT:-test_frame2d} # spatial student of drl-fgsm / drl-pgd / drl-distill
+STUDENT=${STUDENT:-test_frame2d} # spatial student of drl-fgsm / drl-pgd / drl-distill (from scratch: no ImageNet weights)
 THREADS=${THREADS:-2}
 export OMP_NUM_THREADS=$THREADS
 V="vdgtool -q"
@@ -110,7 +110,7 @@ fi
     METHOD=${M%%@*}; EXTRA=""; [ "$METHOD" = "$M" ] || EXTRA=${M#*@}
     [ "$METHOD" != erm-ft ] || METHOD=erm
     HP=()
-    case $METHOD in drl-fgsm|drl-pgd|drl-distill) HP+=("student = $(q "$STUDENT")");; esac
+    case $METHOD in drl-fgsm|drl-pgd|drl-distill) HP+=("student = $(q "$STUDENT")" 'student_pretrained = "false"');; esac
     case $METHOD in drl-freeze|drl-shuffle|drl-distill) [ -z "$LAM" ] || HP+=("lam = $(q "$LAM")");; esac
     IFS=, read -r -a XS <<< "$EXTRA"
     for X in ${XS[@]+"${XS[@]}"}; do HP+=("${X%%=*} = $(q "${X#*=}")"); done

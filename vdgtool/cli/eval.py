@@ -21,10 +21,11 @@ def _pct(v):
 
 @click.command("eval")
 @click.argument("ckpt", metavar="CKPT_OR_RUN_DIR", type=click.Path())
-@click.option("--data", multiple=True, required=True, type=click.Path(), callback=at_file_callback,
-              help="Clip/flow store to evaluate on (repeatable; reported per domain).")
+@click.option("--data", multiple=True, type=click.Path(), callback=at_file_callback,
+              help="Clip/flow store to evaluate on (repeatable; reported per domain). Default: the run's first "
+                   "validation store, else its training store (recorded in the checkpoint; named on stderr).")
 @click.option("--clips", "num_clips", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Test clips per video.")
+              help="Test clips per video (few-shot: each clip is its own support example, query logits averaged).")
 @click.option("--crops", "num_crops", type=click.Choice(["1", "3"]), default="1", show_default=True,
               help="Spatial crops per clip (3 = three-crop).")
 @click.option("--flow", "flow_stores", multiple=True, type=click.Path(), callback=at_file_callback,
@@ -35,14 +36,22 @@ def _pct(v):
               help="Stores for the --fuse model (e.g. the flow store of the same videos).")
 @click.option("--fusion", type=click.Choice(["softmax", "logits"]), default="softmax", show_default=True,
               help="Late fusion: mean of softmax scores or sum of logits.")
-@click.option("-o", "--predictions", type=click.Path(), help="Write a prediction store (for pseudolabel / score).")
+@click.option("-o", "--predictions", type=click.Path(),
+              help="Write a prediction store (per-video logits and probabilities, keyed by video; readable with "
+                   "vdgtool.stores and as ClipDataset(labels_from=...)).")
 @click.option("--confusion", type=click.Path(), help="Write the confusion matrix as a PNG.")
 @click.option("--few-shot", is_flag=True, help="N-way K-shot episodes on frozen features instead of classification.")
 @click.option("--ways", type=click.IntRange(min=2), default=5, show_default=True)
 @click.option("--shots", type=str, default="1,5", show_default=True, callback=_shot_list,
               help="Comma-separated shot counts.")
-@click.option("--queries", type=click.IntRange(min=1), default=15, show_default=True)
-@click.option("--episodes", type=click.IntRange(min=1), default=600, show_default=True)
+@click.option("--queries", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Query videos per class and episode (the DRL release: 5).")
+@click.option("--episodes", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Episodes (the DRL release: 1000).")
+@click.option("--fs-solver", type=click.Choice(["release", "fast"]), default="release", show_default=True,
+              help="Few-shot classifier: release = the DRL code's (raw pooled features, nn.Linear, SGD lr 0.01 "
+                   "momentum/dampening 0.9 wd 1e-3, 100 epochs of mini-batches of 4); fast = L2-normalised "
+                   "view-averaged features, Adam, 100 full-batch steps.")
 @click.option("--episodes-file", type=click.Path(),
               help="Episode list (JSON; written if absent, reused if present). With several --shots, "
                    "'{shots}' in the name is replaced.")
@@ -54,25 +63,28 @@ def _pct(v):
 @seed_option
 @json_option
 def eval_cmd(ckpt, data, num_clips, num_crops, flow_stores, fuse, fuse_data, fusion, predictions, confusion, few_shot, ways,
-             shots, queries, episodes, episodes_file, batch_size, amp, workers, device, overwrite, seed, as_json):
+             shots, queries, episodes, fs_solver, episodes_file, batch_size, amp, workers, device, overwrite, seed,
+             as_json):
     """Evaluate a checkpoint (or run directory: best.pt) on clip stores.
 
     Prints top-1, top-5 and mean-class accuracy, per domain and per class; writes a prediction
     store with -o and a confusion-matrix PNG with --confusion. --few-shot runs N-way K-shot episodes
-    (a new linear classifier per episode on frozen features; mean accuracy ± 95% CI).
+    (a new linear classifier per episode on frozen features; mean accuracy ± 95% CI). Without --data
+    the run's recorded validation store is used.
 
     \b
     Examples:
+      vdgtool eval runs/erm
       vdgtool eval runs/erm --data real_test.h5 --data animated.h5 --clips 3 -o preds.h5
       vdgtool eval rgb.pt --data clips.h5 --fuse flow.pt --fuse-data flow.h5
-      vdgtool eval runs/drl --data ssv2_novel.h5 --few-shot --ways 5 --shots 1,5 --episodes-file eps_{shots}.json
+      vdgtool eval runs/drl --data jester_val.h5 --few-shot --shots 1,5 --clips 10 --episodes-file eps_{shots}.json
     """
     from vdgtool.cli.common import resolve_device
 
     dev = resolve_device(device)
     if few_shot:
         return _few_shot(ckpt, data, ways, shots, queries, episodes, episodes_file, batch_size, workers, dev, amp,
-                         seed, as_json, flow_stores)
+                         seed, as_json, flow_stores, num_clips, int(num_crops), fs_solver)
     from vdgtool.evaluate.run import evaluate
 
     res = evaluate(ckpt, list(data), device=dev, num_clips=num_clips, num_crops=int(num_crops),
@@ -96,17 +108,19 @@ def eval_cmd(ckpt, data, num_clips, num_crops, flow_stores, fuse, fuse_data, fus
 
 
 def _few_shot(ckpt, data, ways, shots, queries, episodes, episodes_file, batch_size, workers, dev, amp, seed,
-              as_json, flow_stores=()):
+              as_json, flow_stores=(), num_clips=1, num_crops=1, solver="release"):
     import numpy as np
 
     from vdgtool.evaluate.fewshot import few_shot
     from vdgtool.evaluate.predict import predict_dataset
-    from vdgtool.evaluate.run import _dataset, load_predictor
+    from vdgtool.evaluate.run import _dataset, default_stores, load_predictor
 
-    model, _, _ = load_predictor(ckpt, dev)
-    ds = _dataset(list(data), model.input_specs(), None, 1, 1, seed, list(flow_stores))
+    model, _, info = load_predictor(ckpt, dev)
+    stores, flows, _ = default_stores(list(data), list(flow_stores), info, ckpt)
+    # every test view (clip x crop) of a video is kept: the release trains on each as a support example
+    ds = _dataset(stores, model.input_specs(), None, num_clips, num_crops, seed, list(flows or []))
     p = predict_dataset(model, ds, device=dev, batch_size=batch_size, workers=workers, amp=amp, features=True,
-                        desc="features")
+                        keep_views=True, desc="features")
     results = []
     shot_list = [int(s) for s in str(shots).split(",") if s]
     for k in shot_list:
@@ -115,18 +129,20 @@ def _few_shot(ckpt, data, ways, shots, queries, episodes, episodes_file, batch_s
             base, ext = episodes_file.rsplit(".", 1) if "." in episodes_file else (episodes_file, "json")
             ef = f"{base}_{k}shot.{ext}"
         r = few_shot(p["features"], p["keys"], np.asarray(p["labels"]), ds.class_names, ways=ways, shots=k,
-                     queries=queries, episodes=episodes, seed=seed, episodes_file=ef, device=dev)
-        results.append(r)
-    emit(results, as_json, [(f"{r['ways']}-way {r['shots']}-shot", r["episodes"], _pct(r["acc"]),
-                             f"± {_pct(r['ci95'])}", r["episode_source"], r["episodes_file"] or "") for r in results],
-         headers=("setting", "episodes", "acc %", "95% CI", "episodes", "episode file"))
+                     queries=queries, episodes=episodes, seed=seed, episodes_file=ef, solver=solver, device=dev)
+        results.append({**r, "data": stores, "num_clips": num_clips, "num_crops": num_crops})
+    emit(results, as_json, [(f"{r['ways']}-way {r['shots']}-shot", r["episodes"], r["queries"], r["views"],
+                             r["solver"], _pct(r["acc"]), f"± {_pct(r['ci95'])}", r["episode_source"],
+                             r["episodes_file"] or "") for r in results],
+         headers=("setting", "episodes", "queries", "views", "solver", "acc %", "95% CI", "episodes", "episode file"))
 
 
 @click.command("features")
 @click.argument("ckpt", metavar="CKPT_OR_RUN_DIR", required=False, type=click.Path())
 @click.option("--model", "model_name", help="Registry model instead of a checkpoint (with --weights or --pretrained).")
 @click.option("--weights", type=click.Path(), help="Local weights for --model.")
-@click.option("--data", multiple=True, required=True, type=click.Path(), callback=at_file_callback, help="Clip store (repeatable).")
+@click.option("--data", multiple=True, type=click.Path(), callback=at_file_callback,
+              help="Clip store (repeatable). Default: the checkpoint's first validation store, else its training store.")
 @click.option("-o", "--output", required=True, type=click.Path(), help="Feature store to write.")
 @click.option("--flow", "flow_stores", multiple=True, type=click.Path(), callback=at_file_callback,
               help="Flow store(s) paired by video key with --data, for RGB + flow checkpoints (features concatenated).")
@@ -146,8 +162,9 @@ def features(ckpt, model_name, weights, data, output, flow_stores, num_clips, dt
     """Extract pooled clip features of every video into a feature store, batched on the device.
 
     \b
-    Example:
+    Examples:
       vdgtool features runs/erm --data ucf.h5 -o ucf_feats.h5 --clips 3
+      vdgtool features runs/erm -o val_feats.h5       # the run's validation store
     """
     from vdgtool.cli.common import resolve_device
     from vdgtool.evaluate.run import extract_features

@@ -120,6 +120,13 @@ def _list_methods(as_json):
     if as_json:
         emit(rows, True)
         return
+    def show(v):  # what one would type after --hp NAME=
+        if isinstance(v, bool):
+            return str(v).lower()
+        if isinstance(v, float):
+            return f"{v:g}"
+        return '""' if v == "" else str(v)
+
     for r in rows:  # one block per method, narrow enough for a terminal
         click.echo(r["name"])
         for line in textwrap.wrap(r["description"], 96):
@@ -127,7 +134,7 @@ def _list_methods(as_json):
         for k, h in r["hparams"].items():
             extra = f" (one of {', '.join(map(str, h['choices']))})" if h["choices"] else ""
             unit = f" [{h['unit']}]" if h["unit"] else ""
-            click.echo(f"    --hp {k}={h['default']}{unit}")
+            click.echo(f"    --hp {k}={show(h['default'])}{unit}")
             for line in textwrap.wrap(h["help"] + extra, 88):
                 click.echo(f"        {line}")
         click.echo("")

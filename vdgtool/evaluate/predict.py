@@ -58,13 +58,14 @@ def flatten_views(batch: dict, keys) -> tuple[dict, int, int]:
 
 @torch.no_grad()
 def predict_dataset(model, dataset, *, device="cpu", batch_size: int = 16, workers: int = 0, amp: str = "auto",
-                    features: bool = False, desc: str = "predict", indices=None) -> dict:
+                    features: bool = False, desc: str = "predict", indices=None, keep_views: bool = False) -> dict:
     """Logits and probabilities (N, C) per video, averaged over views; optionally pooled features (N, D).
 
     ``model``: a method (its ``predict(batch)``) or a plain model. With several views per video
     (multi-clip / multi-crop), softmax probabilities are averaged ("probs") and logits are averaged
     ("logits"); a method that fuses streams returns its fused probabilities and, under "streams", each
     stream's averaged probabilities. ``indices`` restricts the pass to some items (e.g. a rank's shard).
+    ``keep_views``: features per view, (N, V, D), instead of their mean (few-shot support examples).
     """
     pred = as_predictor(model)
     was_training = pred.training
@@ -93,7 +94,8 @@ def predict_dataset(model, dataset, *, device="cpu", batch_size: int = 16, worke
             for name, s in (out.get("streams") or {}).items():
                 streams_all.setdefault(name, []).append(s.float().softmax(-1).view(b, v, -1).mean(1).cpu())
             if features:
-                feats_all.append(f.float().view(b, v, -1).mean(1).cpu())
+                fv = f.float().view(b, v, -1)
+                feats_all.append((fv if keep_views else fv.mean(1)).cpu())
             labels.append(torch.as_tensor(batch["label"]))
             domains.append(torch.as_tensor(batch["domain"]))
             keys += list(batch["key"])

@@ -12,7 +12,37 @@ from vdgtool.evaluate.metrics import plot_confusion, summarize
 from vdgtool.evaluate.predict import predict_dataset
 from vdgtool.stores.base import refuse_output_in_inputs
 from vdgtool.stores.table import TableStoreWriter
+from vdgtool.utils.log import get_logger
 from vdgtool.utils.provenance import make_provenance
+
+log = get_logger("eval")
+
+
+def recorded_stores(cfg: dict, where: str = "the checkpoint") -> tuple[list[str], list[str], str]:
+    """The stores a run recorded, for ``eval`` / ``features`` / ``score`` given no ``--data``.
+
+    Its first validation store (``val[0]``, with the paired ``val_flow`` stores), else its training
+    stores (``data`` + ``flow``). Returns (stores, flow_stores, which), ``which`` being "recorded
+    validation store" or "recorded training store", and logs the choice on stderr. A run whose
+    recorded stores are all gone (moved, deleted) gives a one-line :class:`InputError` naming ``--data``.
+    """
+    val, val_flow = list(cfg.get("val") or []), list(cfg.get("val_flow") or [])
+    data, flow = list(cfg.get("data") or []), list(cfg.get("flow") or [])
+    candidates = []
+    if val:
+        candidates.append(([val[0]], val_flow, "recorded validation store"))
+    if data:
+        candidates.append((data, flow, "recorded training store"))
+    if not candidates:
+        raise InputError(f"{where} records no stores and no --data was given", "pass --data STORE")
+    for stores, flows, which in candidates:
+        if all(os.path.exists(p) for p in stores + flows):
+            log.info("no --data given: using the %s %s (recorded in %s)", which.replace("recorded ", "run's "),
+                     ", ".join(stores + flows), where)
+            return stores, flows, which
+    gone = [p for stores, flows, _ in candidates for p in stores + flows if not os.path.exists(p)]
+    raise InputError(f"none of the stores recorded in {where} exists any more ({', '.join(gone[:3])}"
+                     f"{', ...' if len(gone) > 3 else ''})", "pass --data STORE")
 
 
 def _dataset(stores, spec, class_names, num_clips, num_crops, seed, flow_stores=None):
@@ -37,7 +67,7 @@ def load_predictor(ckpt: str | None, device, model_name: str | None = None, weig
     if ckpt:
         method, cfg = build_method_from_checkpoint(ckpt, device=device)
         return method, list(cfg["class_names"]), {"checkpoint": ckpt, "model": cfg["model"],
-                                                  "method": cfg.get("method", "erm")}
+                                                  "method": cfg.get("method", "erm"), "config": cfg}
     if not model_name:
         raise InputError("no checkpoint and no --model given", "pass CKPT or --model NAME")
     model = create_model(model_name, num_classes=num_classes or 1, weights=weights).to(device).eval()
@@ -59,7 +89,17 @@ def load_model(ckpt: str | None, device, model_name: str | None = None, weights:
     return model, None, {"model": model_name, "weights": weights}
 
 
-def evaluate(ckpt: str, stores: list[str], *, device="cpu", num_clips: int = 1, num_crops: int = 1,
+def default_stores(stores, flow_stores, info: dict, ckpt) -> tuple[list[str], list[str] | None, str]:
+    """``stores`` as given, or (none given) the run's recorded ones: (stores, flow_stores, data_source)."""
+    if stores:
+        return list(stores), flow_stores, "given"
+    if not info.get("config"):
+        raise InputError("no --data given and no checkpoint to take the stores from", "pass --data STORE")
+    rec, flows, which = recorded_stores(info["config"], str(ckpt))
+    return rec, (flow_stores or flows or None), which
+
+
+def evaluate(ckpt: str, stores: list[str] | None = None, *, device="cpu", num_clips: int = 1, num_crops: int = 1,
              batch_size: int = 16, workers: int = 0, amp: str = "auto", seed: int = 0,
              fuse: str | None = None, fuse_data: list[str] | None = None, fusion: str = "softmax",
              predictions: str | None = None, confusion: str | None = None, overwrite: bool = False,
@@ -67,6 +107,7 @@ def evaluate(ckpt: str, stores: list[str], *, device="cpu", num_clips: int = 1, 
     refuse_output_in_inputs([predictions, confusion],
                             [ckpt, fuse, *stores, *(fuse_data or []), *(flow_stores or [])])
     model, class_names, info = load_predictor(ckpt, device)
+    stores, flow_stores, source = default_stores(stores, flow_stores, info, ckpt)
     ds = _dataset(stores, model.input_specs(), class_names, num_clips, num_crops, seed, flow_stores)
     p = predict_dataset(model, ds, device=device, batch_size=batch_size, workers=workers, amp=amp, desc="eval")
     scores = p["probs"]
@@ -100,7 +141,8 @@ def evaluate(ckpt: str, stores: list[str], *, device="cpu", num_clips: int = 1, 
             sm = summarize(probs, p["labels"], p["domains"], class_names, ds.domains)
             res["streams"][name] = {"top1": sm["top1"], "top5": sm["top5"], "mean_class": sm["mean_class"],
                                     "per_domain": sm["per_domain"]}
-    res.update({"checkpoint": ckpt, "data": list(stores), "flow": list(flow_stores or []), "num_clips": num_clips,
+    res.update({"checkpoint": ckpt, "data": list(stores), "data_source": source, "flow": list(flow_stores or []),
+                "num_clips": num_clips,
                 "num_crops": num_crops, "method": info.get("method"), "fused_with": fuse,
                 "fusion": fusion if fuse else ("method" if p["streams"] else None), "classes": class_names})
     if confusion:
@@ -119,7 +161,7 @@ def evaluate(ckpt: str, stores: list[str], *, device="cpu", num_clips: int = 1, 
     return res
 
 
-def extract_features(ckpt: str | None, stores: list[str], out: str, *, model_name: str | None = None,
+def extract_features(ckpt: str | None, stores: list[str] | None, out: str, *, model_name: str | None = None,
                      weights: str | None = None, device="cpu", num_clips: int = 1, batch_size: int = 16,
                      workers: int = 0, amp: str = "auto", dtype: str = "float16", seed: int = 0,
                      overwrite: bool = False, flow_stores: list[str] | None = None) -> dict:
@@ -127,6 +169,8 @@ def extract_features(ckpt: str | None, stores: list[str], out: str, *, model_nam
     method concatenates its streams' features)."""
     refuse_output_in_inputs(out, [ckpt, weights, *stores, *(flow_stores or [])])
     model, class_names, info = load_predictor(ckpt, device, model_name, weights)
+    stores, flow_stores, source = default_stores(stores, flow_stores, info, ckpt)
+    info = {k: v for k, v in info.items() if k != "config"}
     ds = _dataset(stores, model.input_specs(), class_names, num_clips, 1, seed, flow_stores)
     p = predict_dataset(model, ds, device=device, batch_size=batch_size, workers=workers, amp=amp, features=True,
                         desc="features")
@@ -138,4 +182,5 @@ def extract_features(ckpt: str | None, stores: list[str], out: str, *, model_nam
                           provenance=make_provenance(seed=seed, parents=list(stores)), overwrite=overwrite) as w:
         w.append({"features": p["features"].astype(dtype)}, key=p["keys"], video=p["index"],
                  clip=np.zeros(len(p["keys"]), np.int32), label=p["labels"], domain=p["domains"])
-    return {"store": out, "rows": len(p["keys"]), "dim": int(p["features"].shape[1]), "dtype": dtype}
+    return {"store": out, "rows": len(p["keys"]), "dim": int(p["features"].shape[1]), "dtype": dtype,
+            "data": list(stores), "data_source": source}

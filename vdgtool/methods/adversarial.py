@@ -4,8 +4,9 @@
   channel), and the valid-pixel clamp.
 * :func:`pixel_ascent`: the attack loop: ``steps`` ascent steps on ``loss_fn(x_adv)`` from ``x``,
   signed (FGSM / PGD), raw-gradient (ADA's ``x += eta * grad``) or L2-normalised steps, optional
-  momentum (MI-FGSM), random start, projection on an L-inf ball and the pixel clamp. Everything it is
-  given is in the model's normalised units; convert bounds with :meth:`PixelBox.scale`.
+  momentum (raw gradients accumulated, as the DRL release's FGSM, or L1-normalised ones, MI-FGSM),
+  random start, projection on an L-inf ball and the pixel clamp. Everything it is given is in the
+  model's normalised units; convert bounds with :meth:`PixelBox.scale`.
 * :func:`kl_rows`, :func:`frozen`: the KL used by the attack targets, and a context that freezes a
   network's parameters (eval mode, no parameter gradients) while the input is attacked.
 """
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from vdgtool.errors import ConfigError
 
 STEP_RULES = ("sign", "grad", "l2")
+MOMENTUM_NORMS = ("none", "l1")
 
 
 def kl_rows(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
@@ -82,12 +84,15 @@ def _per_sample_mean_abs(g: torch.Tensor) -> torch.Tensor:
 
 def pixel_ascent(x: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor], *, steps: int,
                  step_size, step_rule: str = "sign", eps=None, box: PixelBox | None = None, clamp: bool = True,
-                 momentum: float = 0.0, random_start: bool = False) -> torch.Tensor:
+                 momentum: float = 0.0, momentum_norm: str = "l1", random_start: bool = False) -> torch.Tensor:
     """``steps`` ascent steps maximising ``loss_fn(x_adv)`` (a scalar) from ``x``; returns ``x_adv`` (detached).
 
     ``step_rule``: ``sign`` (FGSM/PGD: ``step_size * sign(g)``), ``grad`` (``step_size * g``, the ADA
-    ascent), ``l2`` (``step_size * g / ||g||_2`` per sample). ``momentum`` > 0 accumulates the
-    L1-normalised gradient (MI-FGSM). ``eps``: L-inf radius around ``x`` (None: unbounded);
+    ascent), ``l2`` (``step_size * g / ||g||_2`` per sample). ``momentum`` = mu > 0 steps along the
+    accumulated gradient ``a_t = mu * a_(t-1) + n(g_t)``: ``momentum_norm="l1"`` normalises each sample's
+    gradient by its mean absolute value (MI-FGSM, Dong et al. 2018), ``"none"`` accumulates the raw
+    gradients (the DRL release's FGSM, ``training/utils/adversarial.py``, momentum 1). ``eps``: L-inf
+    radius around ``x`` (None: unbounded);
     ``random_start``: start at a uniform point of that ball. ``clamp``: keep valid pixels (needs ``box``).
     ``step_size`` and ``eps`` are in normalised units (scalars or per-channel tensors).
     """
@@ -97,6 +102,8 @@ def pixel_ascent(x: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor
         raise ConfigError(f"attack steps={steps} must be at least 1", "use 1 (FGSM) or more")
     if clamp and box is None:
         raise ConfigError("the pixel clamp needs the model's PixelBox", "pass box= or clamp=False")
+    if momentum_norm not in MOMENTUM_NORMS:
+        raise ConfigError(f"unknown momentum normalisation '{momentum_norm}'", f"use one of {', '.join(MOMENTUM_NORMS)}")
     x0 = x.detach()
     xa = x0.clone()
     if random_start:
@@ -113,7 +120,7 @@ def pixel_ascent(x: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor
             (g,) = torch.autograd.grad(loss, xa)
         g = g.detach()
         if momentum:
-            acc = momentum * acc + g / _per_sample_mean_abs(g)
+            acc = momentum * acc + (g / _per_sample_mean_abs(g) if momentum_norm == "l1" else g)
             g = acc
         if step_rule == "sign":
             upd = g.sign()
@@ -135,4 +142,4 @@ def relative_norm(x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return d / x.detach().flatten(1).norm(dim=1).clamp_min(1e-12)
 
 
-__all__ = ["PixelBox", "STEP_RULES", "frozen", "kl_rows", "pixel_ascent", "relative_norm"]
+__all__ = ["MOMENTUM_NORMS", "PixelBox", "STEP_RULES", "frozen", "kl_rows", "pixel_ascent", "relative_norm"]

@@ -1,23 +1,25 @@
 """Dynamic Representation Learning (Li & Vasconcelos, "Improving Video Model Transfer with Dynamic
 Representation Learning", CVPR 2022): training objectives that push a video model away from what a
-purely spatial model can explain. See docs/drl.md.
+purely spatial model can explain. See docs/drl.md (defaults, and every difference from the paper and
+from the released code, ``github:JerryYLi/video-drl``).
 
-* ``drl-fgsm`` / ``drl-pgd`` (Algorithm 1, adversarial augmentation): a spatial student ``s`` is
-  distilled from the video model ``f`` (KL, its own optimizer "student"); an ε-bounded perturbation
-  adversarial to ``s`` is computed (FGSM: one signed step of size ε, or ``attack_steps`` iterative
-  steps of size α; PGD: random start + ``attack_steps`` steps of size α, projected on the ε-ball);
-  ``f`` is trained on ``(1-β)·CE(f(x), y) + β·CE(f(x_adv), y)``.
-* ``drl-distill`` (Algorithm 2, min-max): ``s`` minimises ``KL(f(x) || s(x))``; ``f`` minimises
-  ``CE(f(x), y) - λ·KL(f(x) || s(x))``.
+* ``drl-fgsm`` / ``drl-pgd`` (Algorithm 1, adversarial augmentation): a spatial student ``s`` (an
+  ImageNet-pretrained ResNet-18 per frame) is distilled from the video model ``f`` (its own optimizer
+  "student"); an ε-bounded perturbation adversarial to ``s`` is computed, by default on the paper's
+  objective ``KL(f(x) || s(x_adv))`` (Eq. 8; ``attack_target=video``: the release's CE against
+  ``argmax f(x)``; ``label``: CE against the ground truth). FGSM as released: 5 signed steps of ε/5 along
+  raw gradients accumulated with momentum 1; PGD as released: random start, 7 projected steps of
+  α = 0.008; ε = 0.03 (pixel units). ``f`` is trained on ``(1-β)·CE(f(x), y) + β·CE(f(x_adv), y)``.
+* ``drl-distill`` (Algorithm 2, min-max): ``s`` minimises ``λ·KL(f(x) || s(x)) + CE(s(x), y)`` (the
+  release's gradient reversal of ``-λ·KL - CE``); ``f`` minimises ``CE(f(x), y) - λ·KL(f(x) || s(x))``.
 * ``drl-freeze`` / ``drl-shuffle`` (Algorithm 3, training-free student): ``s(x) := f(x~)`` with
-  ``x~`` the frozen (one frame repeated) or shuffled clip; ``f`` minimises
-  ``CE(f(x), y) - λ·KL(f(x) || f(x~))``.
+  ``x~`` the frozen (first frame repeated) or shuffled (one permutation per batch) clip; ``f``
+  minimises ``CE(f(x), y) - λ·KL(f(x) || f(x~))``.
 
 Inputs are normalised tensors; ε and α are in pixel units of [0, 1] and are divided by the input
-spec's std per channel; perturbed clips are clamped to the valid pixel range [0, 1] (in normalised
-units). Defaults follow the paper; the released code's variants are hyper-parameters
-(``attack_steps=5``, ``attack_target=video``, ``weighting=static``) and DRL runs as a fine-tune via
-``vdgtool train --init BASELINE.pt``.
+spec's std per channel (the release's ``scale``). Perturbed clips are not clamped to valid pixels
+unless ``clamp=true`` (the release does not clamp). DRL runs as a fine-tune via
+``vdgtool train --init BASELINE.pt`` (the release's protocol).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from vdgtool.errors import ConfigError
-from vdgtool.evaluate.dynamic import freeze_frames, random_permutations, shuffle_frames
+from vdgtool.evaluate.dynamic import (FRAME_CHOICES, PERMUTE_CHOICES, freeze_frames, random_permutations,
+                                      shuffle_frames)
 from vdgtool.methods.adversarial import PixelBox, frozen, kl_rows, pixel_ascent
 from vdgtool.methods.base import HParam, Method, register_method
 from vdgtool.models.students import build_spatial_student
@@ -46,9 +49,15 @@ class _DRLBase(Method):
 class _StudentMixin:
     """A spatial student (per-frame 2D network) with its own optimizer group "student"."""
 
+    def _student_kl_weight(self) -> float:
+        """Weight of KL(f || s) in the student loss (Algorithm 1: 1; Algorithm 2: lam, as released)."""
+        return 1.0
+
     def _build_student(self):
+        train = not self.inference  # a checkpoint holds the trained student: never fetch weights to predict
         self.student = build_spatial_student(self.hp["student"] or None, self.num_classes, self.spec(),
-                                             pretrained=bool(self.hp["student_pretrained"]) and not self.inference)
+                                             pretrained=bool(self.hp["student_pretrained"]) and train,
+                                             weights=(self.hp["student_weights"] or None) if train else None)
 
     def parameter_groups(self):
         return {"model": [p for p in self.model.parameters() if p.requires_grad],
@@ -58,60 +67,84 @@ class _StudentMixin:
         return {"student": self.student}
 
     def _distill_student(self, x, f_logits, y, stepper):
-        """One student step: KL(f(x) || s(x)) (+ student_ce · CE(s(x), y)); returns s(x) logits (detached)."""
+        """One student step on ``w·KL(f(x) || s(x)) + student_ce·CE(s(x), y)``; returns s(x) logits (detached)."""
         with stepper.autocast():
             s_logits = self.student(x)
-        loss = kl_rows(f_logits.detach(), s_logits).mean()
+        loss = self._student_kl_weight() * kl_rows(f_logits.detach(), s_logits).mean()
         if self.hp["student_ce"]:
             loss = loss + self.hp["student_ce"] * self.ce(s_logits, y)
         stepper.step(loss, "student")
         return s_logits.detach(), loss.item()
 
 
-_STUDENT_HP = {
-    "student": HParam("", "spatial student: registry model (frame2d:resnet50, test_frame2d) or timm:NAME; "
-                          "empty = frame2d:resnet18 (timm:resnet18 without frame2d)"),
-    "student_pretrained": HParam(False, "start the student from its published (timm) weights"),
-    "student_lr_mult": HParam(1.0, "student learning rate = --lr x this"),
-    "student_ce": HParam(0.0, "weight of CE(s(x), y) in the student loss (the released code uses 1)"),
-}
+def _student_hp(ce_default: float, ce_help: str) -> dict:
+    return {
+        "student": HParam("", "spatial student: a registry model (frame2d:resnet18, test_frame2d) or timm:NAME; "
+                              "empty = frame2d:resnet18.tv_in1k (the release's ImageNet ResNet-18 per frame)"),
+        "student_pretrained": HParam(True, "start the student from ImageNet weights (timm download, or "
+                                           "student_weights offline); false = from scratch"),
+        "student_weights": HParam("", "local ImageNet weights of the student's 2D backbone (a timm or "
+                                      "torchvision state dict), for offline machines", unit="path"),
+        "student_lr_mult": HParam(1.0, "student learning rate = --lr x this", min=0.0),
+        "student_ce": HParam(ce_default, ce_help, min=0.0),
+    }
+
+
+_PIX = "pixel scale 0-1"
 
 
 @register_method("drl-fgsm")
 class DRLAdversarial(_StudentMixin, _DRLBase):
-    description = ("DRL Algorithm 1: spatial student distilled from the model; the model also trains on "
-                   "clips perturbed (FGSM) against the student.")
+    description = ("DRL Algorithm 1: a spatial student is distilled from the model; the model also trains on "
+                   "clips perturbed (iterative FGSM with momentum, as released) against the student.")
     HPARAMS = {
-        **_STUDENT_HP,
-        "beta": HParam(0.5, "weight of the perturbed clips: (1-beta) CE(f(x),y) + beta CE(f(x_adv),y)"),
-        "eps": HParam(4.0 / 255, "L-inf bound of the perturbation, pixel units in [0, 1]"),
-        "alpha": HParam(1.0 / 255, "step size of iterative attacks (attack_steps > 1), pixel units"),
-        "attack_steps": HParam(1, "1 = FGSM (one step of size eps); the released code: 5 (iterative FGSM)"),
-        "random_start": HParam(False, "start the attack at a uniform random point of the eps-ball (PGD)"),
-        "attack_target": HParam("label", "attack loss: CE of the student against the ground-truth label, "
-                                "or against the video model's own prediction (released code)",
-                                choices=("label", "video")),
+        **_student_hp(0.0, "student loss = KL(f(x)||s(x)) + student_ce CE(s(x), y); 0 = the release's "
+                           "Algorithm 1 (distillation only)"),
+        "beta": HParam(0.5, "weight of the perturbed clips: (1-beta) CE(f(x),y) + beta CE(f(x_adv),y)",
+                       min=0.0, max=1.0),
+        "eps": HParam(0.03, "L-inf bound of the perturbation (the release: 0.03, about 7.7/255, its reading of the "
+                            "paper's 'eps = 8' on the 0-255 scale)", min=0.0, unit=_PIX),
+        "attack_steps": HParam(5, "signed ascent steps (the release's FGSM: 5; 1 = single-step FGSM)", min=1),
+        "alpha": HParam(0.0, "step size; 0 = eps / attack_steps (the release's FGSM)", min=0.0, unit=_PIX),
+        "momentum": HParam(1.0, "momentum mu of the accumulated gradient a = mu a + g (the release: 1; "
+                                "0 = none)", min=0.0),
+        "momentum_norm": HParam("none", "none: raw gradients accumulated (the release); l1: each gradient "
+                                        "normalised by its mean |g| (MI-FGSM)", choices=("none", "l1")),
+        "random_start": HParam(False, "start at a uniform random point of the eps-ball"),
+        "clamp": HParam(False, "clamp perturbed clips to valid pixels [0, 1] (the release does not)"),
+        "attack_target": HParam("kl", "attack loss on the student s: kl = KL(f(x) || s(x_adv)), the video "
+                                      "model's soft output (Eq. 8, the paper); video = CE(s(x_adv), argmax "
+                                      "f(x)) (the release); label = CE(s(x_adv), y)",
+                                choices=("kl", "video", "label")),
     }
 
     def __init__(self, model, num_classes, hparams, **kw):
         super().__init__(model, num_classes, hparams, **kw)
-        if self.hp["attack_steps"] < 1:
-            raise ConfigError(f"attack_steps={self.hp['attack_steps']} must be at least 1", "use 1 (FGSM) or more")
-        if not 0.0 <= self.hp["beta"] <= 1.0:
-            raise ConfigError(f"beta={self.hp['beta']} is outside [0, 1]", "pass --hp beta=0.5")
         self._build_student()
 
-    def attack(self, x: torch.Tensor, target: torch.Tensor, stepper=None) -> torch.Tensor:
-        """ε-bounded perturbation of ``x`` maximising CE(s(x_adv), target); clamped to valid pixels."""
+    def attack(self, x: torch.Tensor, f_logits: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """ε-bounded perturbation of ``x`` adversarial to the student: it maximises ``attack_target``'s
+        loss (``f_logits``: the video model's logits on ``x``; ``y``: labels, for ``label``)."""
         box = PixelBox(self.spec(), x.device)
         eps = box.scale(float(self.hp["eps"]))
         steps = int(self.hp["attack_steps"])
-        alpha = eps if steps == 1 else box.scale(float(self.hp["alpha"]))
+        alpha = box.scale(float(self.hp["alpha"]) or float(self.hp["eps"]) / steps)
         student = self.net("student")
+        p = f_logits.detach().float()
+        kind = self.hp["attack_target"]
+        if kind == "label" and y is None:
+            raise ConfigError("attack_target=label needs the labels", "pass y, or use attack_target=kl")
+
+        def loss_fn(xa):
+            s = student(xa).float()
+            if kind == "kl":
+                return kl_rows(p, s).mean()
+            return F.cross_entropy(s, p.argmax(1) if kind == "video" else y, ignore_index=-1)
+
         with frozen(student):
-            return pixel_ascent(x, lambda xa: F.cross_entropy(student(xa).float(), target, ignore_index=-1),
-                                steps=steps, step_size=alpha, step_rule="sign", eps=eps, box=box, clamp=True,
-                                random_start=bool(self.hp["random_start"]))
+            return pixel_ascent(x, loss_fn, steps=steps, step_size=alpha, step_rule="sign", eps=eps, box=box,
+                                clamp=bool(self.hp["clamp"]), momentum=float(self.hp["momentum"]),
+                                momentum_norm=self.hp["momentum_norm"], random_start=bool(self.hp["random_start"]))
 
     def training_step(self, batches, stepper):
         batch = batches["source"]
@@ -119,8 +152,7 @@ class DRLAdversarial(_StudentMixin, _DRLBase):
         with stepper.autocast():
             f_clean = self.model(x)
         s_logits, loss_s = self._distill_student(x, f_clean, y, stepper)
-        target = f_clean.detach().argmax(1) if self.hp["attack_target"] == "video" else y
-        x_adv = self.attack(x, target)
+        x_adv = self.attack(x, f_clean, y)
         with stepper.autocast():
             f_adv = self.model(x_adv)
             beta = float(self.hp["beta"])
@@ -135,23 +167,31 @@ class DRLAdversarial(_StudentMixin, _DRLBase):
 
 @register_method("drl-pgd")
 class DRLPGD(DRLAdversarial):
-    description = ("DRL Algorithm 1 with a PGD attack (random start, attack_steps projected steps of size "
-                   "alpha) against the spatial student.")
+    description = ("DRL Algorithm 1 with PGD against the spatial student (as released: random start, 7 "
+                   "projected signed steps of alpha = 0.008, eps = 0.03).")
     HPARAMS = {**DRLAdversarial.HPARAMS,
-               "attack_steps": HParam(5, "projected gradient steps"),
-               "random_start": HParam(True, "uniform random start in the eps-ball")}
+               "attack_steps": HParam(7, "projected signed ascent steps (the release: 7)", min=1),
+               "alpha": HParam(0.008, "step size (the release: 0.008); 0 = eps / attack_steps", min=0.0, unit=_PIX),
+               "momentum": HParam(0.0, "momentum of the accumulated gradient (the release's PGD: none)", min=0.0),
+               "random_start": HParam(True, "uniform random start in the eps-ball (the release)")}
 
 
 @register_method("drl-distill")
 class DRLDistill(_StudentMixin, _DRLBase):
-    description = ("DRL Algorithm 2: min-max; the student minimises KL(f(x)||s(x)), the model minimises "
-                   "CE - lam KL(f(x)||s(x)).")
-    HPARAMS = {**_STUDENT_HP,
-               "lam": HParam(0.5, "weight of the (maximised) KL between the model and the spatial student")}
+    description = ("DRL Algorithm 2: min-max; the student minimises lam KL(f(x)||s(x)) + CE(s(x), y) (as "
+                   "released), the model minimises CE - lam KL(f(x)||s(x)).")
+    HPARAMS = {**_student_hp(1.0, "student loss = lam KL(f(x)||s(x)) + student_ce CE(s(x), y); 1 = the "
+                                  "release (its gradient reversal of -lam KL - CE); the paper's alpha-form "
+                                  "alpha KL + (1-alpha) CE is student_ce = lam (1-alpha)/alpha"),
+               "lam": HParam(0.5, "weight of the (maximised) KL between the model and the spatial student",
+                             min=0.0)}
 
     def __init__(self, model, num_classes, hparams, **kw):
         super().__init__(model, num_classes, hparams, **kw)
         self._build_student()
+
+    def _student_kl_weight(self) -> float:
+        return float(self.hp["lam"])
 
     def training_step(self, batches, stepper):
         batch = batches["source"]
@@ -173,10 +213,12 @@ class _DRLPerturbed(_DRLBase):
     """Algorithm 3: the video model on a frozen / shuffled clip plays the spatial student."""
 
     HPARAMS = {
-        "lam": HParam(0.5, "weight of the (maximised) KL(f(x) || f(x~))"),
-        "detach_perturbed": HParam(True, "no gradient through f(x~) (the released code); false: through both"),
-        "weighting": HParam("none", "per-clip weight of the KL: none, or static = 1 - exp(-relu(CE(f(x~),y) - "
-                            "CE(f(x),y))) (the released code's 'scale' option)", choices=("none", "static")),
+        "lam": HParam(0.5, "weight of the (maximised) KL(f(x) || f(x~))", min=0.0),
+        "detach_perturbed": HParam(True, "no gradient through f(x~) (the release); false: through both"),
+        "weighting": HParam("none", "weight of the KL: none; static = per-clip w = 1 - exp(-relu(CE(f(x~),y) - "
+                                    "CE(f(x),y))) times the clip's KL; static-batch = mean(w) times the batch-mean "
+                                    "KL (the release's 'scale' option, literally; no released config uses it)",
+                            choices=("none", "static", "static-batch")),
     }
 
     def perturbed(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
@@ -195,10 +237,10 @@ class _DRLPerturbed(_DRLBase):
                 t_logits = self.model(xt)
             ce_rows = F.cross_entropy(f_logits.float(), y, ignore_index=-1, reduction="none")
             kl = kl_rows(f_logits, t_logits)
-            if self.hp["weighting"] == "static":
+            if self.hp["weighting"] in ("static", "static-batch"):
                 ce_t = F.cross_entropy(t_logits.float().detach(), y, ignore_index=-1, reduction="none")
                 w = (1 - torch.exp(-torch.relu(ce_t - ce_rows.detach()))).detach()
-                kl_term = (w * kl).mean()
+                kl_term = (w * kl).mean() if self.hp["weighting"] == "static" else w.mean() * kl.mean()
             else:
                 kl_term = kl.mean()
             m = (y >= 0).float()
@@ -212,10 +254,10 @@ class _DRLPerturbed(_DRLBase):
 
 @register_method("drl-freeze")
 class DRLFreeze(_DRLPerturbed):
-    description = "DRL Algorithm 3 with frozen clips: CE - lam KL(f(x) || f(one frame repeated))."
+    description = "DRL Algorithm 3 with frozen clips: CE - lam KL(f(x) || f(first frame repeated))."
     HPARAMS = {**_DRLPerturbed.HPARAMS,
-               "frame": HParam("first", "frame repeated: first (the released code), middle or random",
-                               choices=("first", "middle", "random"))}
+               "frame": HParam("first", "frame repeated: first (the release, and score's default), middle or random",
+                               choices=FRAME_CHOICES)}
 
     def perturbed(self, x):
         return freeze_frames(x, self.hp["frame"])  # random uses the engine's per-step torch seed
@@ -225,8 +267,8 @@ class DRLFreeze(_DRLPerturbed):
 class DRLShuffle(_DRLPerturbed):
     description = "DRL Algorithm 3 with shuffled clips: CE - lam KL(f(x) || f(frames permuted))."
     HPARAMS = {**_DRLPerturbed.HPARAMS,
-               "permute": HParam("batch", "one permutation per batch (the released code) or per clip",
-                                 choices=("batch", "clip"))}
+               "permute": HParam("batch", "one permutation per batch (the release, and score's default) or per clip",
+                                 choices=PERMUTE_CHOICES)}
 
     def perturbed(self, x):
         order = random_permutations(x.shape[0], x.shape[2], self.hp["permute"])

@@ -3,9 +3,19 @@
 The torchvision modules are adopted as direct children, so state-dict keys are exactly torchvision's
 (``stem.0.weight``, ``layer1.0.conv1.0.weight``, ``fc.weight``, ...): a torchvision checkpoint file
 loads with ``weights=PATH``.
+
+``resnet3d_18`` / ``resnet3d_50`` are the 3D ResNets of Hara et al. (CVPR 2018), the models of the DRL
+paper, built from torchvision's ``VideoResNet`` with Hara's stem. They differ from torchvision's
+``r3d_18`` (Tran et al. 2018) in the stem only: a 7x7x7 first convolution (stride 1x2x2, padding 3)
+followed by a 3x3x3 max-pool of stride 2 (which halves the clip length and the frame size once
+more), where ``r3d_18`` has a 3x7x7 convolution and no pooling. The residual stages are identical
+(3x3x3 convolutions, shortcut B: a strided 1x1x1 convolution + BN). A Hara / video-drl checkpoint
+(``conv1``, ``bn1``, ``layerX.Y.convZ``/``bnZ``, ``fc`` or ``head``) loads with ``weights=PATH``.
 """
 
 from __future__ import annotations
+
+import re
 
 import torch
 from torch import nn
@@ -177,4 +187,69 @@ def test_r3d(num_classes, *, pretrained=False, input_spec=None, dropout=0.0):
     return TorchvisionVideoModel(net, "resnet", num_classes, dropout, input_spec.in_channels, input_spec)
 
 
-__all__ = ["TorchvisionVideoModel"]
+class _HaraStem(nn.Sequential):
+    """Hara et al.'s 3D ResNet stem: 7x7x7 conv (stride 1x2x2), BN, ReLU, 3x3x3 max-pool of stride 2."""
+
+    def __init__(self):
+        super().__init__(nn.Conv3d(3, 64, kernel_size=7, stride=(1, 2, 2), padding=3, bias=False),
+                         nn.BatchNorm3d(64), nn.ReLU(inplace=True),
+                         nn.MaxPool3d(kernel_size=3, stride=2, padding=1))
+
+
+_HARA_KEYS = ((re.compile(r"^conv1\.weight$"), "stem.0.weight"),
+              (re.compile(r"^bn1\.(.+)$"), r"stem.1.\1"),
+              (re.compile(r"^(layer\d+\.\d+)\.conv(\d)\.weight$"), r"\1.conv\2.0.weight"),
+              (re.compile(r"^(layer\d+\.\d+)\.bn(\d)\.(.+)$"), r"\1.conv\2.1.\3"),
+              (re.compile(r"^head\.(.+)$"), r"fc.\1"))
+
+
+class Hara3DResNet(TorchvisionVideoModel):
+    """Hara et al.'s 3D ResNet (see the module docstring); also reads Hara / video-drl key layouts."""
+
+    def adapt_state_dict(self, sd: dict) -> dict:
+        sd = super().adapt_state_dict(sd)
+        if "conv1.weight" not in sd:
+            return sd
+        out = {}
+        for k, v in sd.items():
+            for pat, rep in _HARA_KEYS:
+                if pat.match(k):
+                    k = pat.sub(rep, k)
+                    break
+            out[k] = v
+        return out
+
+
+def _hara(depth: int):
+    from torchvision.models.video.resnet import BasicBlock, Bottleneck, Conv3DSimple
+
+    return {18: (BasicBlock, [2, 2, 2, 2]), 50: (Bottleneck, [3, 4, 6, 3])}[depth], Conv3DSimple
+
+
+def _register_hara(depth: int):
+    name = f"resnet3d_{depth}"
+    spec = InputSpec(16, 112, frame_interval=1, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+    def factory(num_classes, *, pretrained=False, input_spec=spec, dropout=0.0):
+        from torchvision.models.video.resnet import VideoResNet
+
+        if pretrained:
+            raise ConfigError(f"{name} has no weights to download",
+                              "pass --weights FILE (a Hara et al. 3D-ResNets-PyTorch or video-drl checkpoint "
+                              "loads as it is), or train from scratch")
+        (block, layers), conv = _hara(depth)
+        net = VideoResNet(block, [conv] * 4, layers, _HaraStem, num_classes=num_classes)
+        return Hara3DResNet(net, "resnet", num_classes, dropout, input_spec.in_channels, input_spec)
+
+    factory.__name__ = name
+    register_model(name, family="torchvision", input_spec=spec,
+                   description=f"3D ResNet-{depth} of Hara et al. (2018), the DRL paper's model: 7x7x7 stem + "
+                               "max-pool (torchvision's r3d_18 has a 3x7x7 stem, no pool); ImageNet normalisation, "
+                               "16 frames (1 s at 16 fps)")(factory)
+
+
+for _depth in (18, 50):
+    _register_hara(_depth)
+
+
+__all__ = ["Hara3DResNet", "TorchvisionVideoModel"]

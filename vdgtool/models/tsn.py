@@ -16,6 +16,10 @@ The backbone (``timm.create_model(name, num_classes=0)``) maps each frame to a p
   pooled feature is the concatenation over scales of the summed relation activations and the
   classifier is linear on it (= the original per-scale classifiers summed). Subsets are drawn at random
   in training mode and fixed (evenly spaced) in eval mode.
+
+Every family takes ``sampler="dense"|"uniform"`` (``--model-arg sampler=dense``) to replace its default
+frame sampling: e.g. the DRL release's TSM reads 8 consecutive frames at 8 fps (a 1-second clip:
+``sampler=dense`` with ``--frame-interval 2`` on a 16-fps store) instead of TSN segments over the video.
 """
 
 from __future__ import annotations
@@ -213,7 +217,11 @@ class TRN(FrameModel):
 # ---------------------------------------------------------------------------------------- registry
 def _build(kind: str, num_classes: int, *, pretrained: bool, input_spec: InputSpec, dropout: float,
            backbone: str, shift_div: int = 8, relation_dim: int = 256, subsample: int = 3,
-           backbone_kwargs: dict | None = None):
+           backbone_kwargs: dict | None = None, sampler: str | None = None):
+    if sampler is not None:
+        from dataclasses import replace
+
+        input_spec = replace(input_spec, sampler=str(sampler))
     bb = create_backbone(backbone, pretrained=pretrained, in_channels=input_spec.in_channels,
                          **(backbone_kwargs or {}))
     c = input_spec.in_channels
@@ -227,7 +235,8 @@ def _build(kind: str, num_classes: int, *, pretrained: bool, input_spec: InputSp
     return model
 
 
-_OPTS = {"tsn": set(), "frame2d": set(), "tsm": {"shift_div"}, "trn": {"relation_dim", "subsample"}}
+_OPTS = {"tsn": {"sampler"}, "frame2d": {"sampler"}, "tsm": {"shift_div", "sampler"},
+         "trn": {"relation_dim", "subsample", "sampler"}}
 
 
 def _register(name: str, kind: str, spec: InputSpec, default_backbone: str, description: str):

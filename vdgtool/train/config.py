@@ -109,7 +109,9 @@ class TrainConfig:
     batch_size: int = opt(16, "Source clips per step (per process under torchrun).", min=1, group="optim")
     lr: float = opt(0.01, "Learning rate.", min=0.0, group="optim")
     optimizer: str = opt("sgd", "Optimizer.", choices=("sgd", "adamw", "adam"), group="optim")
-    momentum: float = opt(0.9, "SGD momentum (Nesterov when > 0).", min=0.0, max=1.0, group="optim")
+    momentum: float = opt(0.9, "SGD momentum (Nesterov unless --no-nesterov).", min=0.0, max=1.0, group="optim")
+    nesterov: bool = opt(True, "Nesterov momentum for SGD (--no-nesterov: plain momentum, as most papers' "
+                               "releases, e.g. the DRL code).", flag="--no-nesterov", group="optim")
     weight_decay: float = opt(5e-4, "Weight decay.", min=0.0, group="optim")
     schedule: str = opt("cosine", "Learning-rate schedule (per iteration).", choices=("cosine", "step", "constant"),
                         group="optim")
@@ -126,6 +128,8 @@ class TrainConfig:
     flip: bool = opt(True, "Horizontal flips in training.", flag="--no-flip", group="optim")
     color_jitter: float = opt(0.0, "Colour jitter strength (brightness, contrast, saturation).", min=0.0,
                               group="optim")
+    hue_jitter: float = opt(0.0, "Hue jitter, in turns of the colour wheel (e.g. 0.2 with --color-jitter 0.2: "
+                                 "torchvision's ColorJitter(0.2, 0.2, 0.2, 0.2)).", min=0.0, max=0.5, group="optim")
     val_clips: int = opt(1, "Test clips per validation video.", min=1, group="optim")
     max_steps_per_epoch: int | None = opt(None, "Cap steps per epoch (quick experiments).", min=1, group="optim")
     save_every: int = opt(0, "Also keep a checkpoint every N epochs.", min=0, group="optim")
@@ -215,6 +219,16 @@ class TrainConfig:
                               "use one: --pretrained downloads upstream weights, --weights loads a local file")
 
 
+def transform_options(cfg) -> dict:
+    """Training-transform options (crop scale, flip, colour and hue jitter) of a TrainConfig or of a run's
+    recorded config mapping (what the engine trains with, and what ``score --protocol paper`` augments
+    the student's clips with)."""
+    d = cfg.to_dict() if isinstance(cfg, TrainConfig) else dict(cfg or {})
+    cj, hue = float(d.get("color_jitter") or 0.0), float(d.get("hue_jitter") or 0.0)
+    return {"scale": (float(d.get("scale_min", 0.25)), 1.0), "flip": bool(d.get("flip", True)),
+            "color_jitter": (cj, cj, cj, hue) if hue else cj}
+
+
 def _field(name: str) -> dataclasses.Field:
     return {f.name: f for f in dataclasses.fields(TrainConfig)}[name]
 
@@ -295,4 +309,4 @@ def load_config_file(path: str) -> dict:
     return d
 
 
-__all__ = ["TrainConfig", "RECORDED_CHANGES", "RESUMABLE_CHANGES", "load_config_file", "opt"]
+__all__ = ["TrainConfig", "RECORDED_CHANGES", "RESUMABLE_CHANGES", "load_config_file", "opt", "transform_options"]

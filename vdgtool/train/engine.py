@@ -38,7 +38,7 @@ from vdgtool.errors import CheckpointError, ConfigError, InputError, VdgError
 from vdgtool.runtime import (all_gather_objects, autocast_for, barrier, grad_scaler_for, init_distributed, make_loader,
                              to_device, unwrap)
 from vdgtool.train.checkpoint import is_vdgtool_checkpoint, load_checkpoint, network_states, save_checkpoint
-from vdgtool.train.config import RECORDED_CHANGES, RESUMABLE_CHANGES, TrainConfig
+from vdgtool.train.config import RECORDED_CHANGES, RESUMABLE_CHANGES, TrainConfig, transform_options
 from vdgtool.utils.log import get_logger, progress
 from vdgtool.utils.provenance import make_provenance
 from vdgtool.utils.seed import derive_seed, seed_everything
@@ -386,7 +386,7 @@ class Trainer:
         self.spec = self.specs[self.method.INPUTS[0]]
         self.paired = "flow" in self.specs and "rgb" in self.specs
         self._check_streams()
-        self.transform_options = dict(scale=(cfg.scale_min, 1.0), flip=cfg.flip, color_jitter=cfg.color_jitter)
+        self.transform_options = transform_options(cfg)
         self.ctx = TrainContext(self)
         self.train_ds = self._source_dataset()
         if len(self.train_ds) == 0:
@@ -480,7 +480,7 @@ class Trainer:
                 continue
             if cfg.optimizer == "sgd":
                 opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                                      nesterov=cfg.momentum > 0)
+                                      nesterov=cfg.nesterov and cfg.momentum > 0)
             elif cfg.optimizer == "adam":
                 opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
             else:
