@@ -9,7 +9,8 @@
 #   SSV2_VAL=ssv2_val.h5 JESTER_VAL=jester_val.h5 recipes/drl/fewshot.sh
 # All checkpoints are evaluated on the same episode files.
 source "$(dirname "$0")/common.sh"
-METHODS=${METHODS:-"erm drl-freeze drl-fgsm"}
+METHODS=${METHODS:-"drl-freeze drl-fgsm"}   # besides erm, the control, always evaluated
+ARMS=$(printf '%s\n' erm $METHODS | awk '!seen[$0]++')
 EPISODES=${EPISODES:-1000}; WAYS=${WAYS:-5}; QUERIES=${QUERIES:-5}
 declare -A TEST=() CLIPS=([SSV2]=${SSV2_CLIPS:-8} [JESTER]=${JESTER_CLIPS:-10})
 [ -n "${SSV2_VAL:-${SSV2_TEST:-}}" ] && TEST[SSV2]=${SSV2_VAL:-$SSV2_TEST}
@@ -20,7 +21,7 @@ fi
 mkdir -p "$OUT/fewshot"
 for ds in "${!TEST[@]}"; do
   for K in 1 5; do
-    for M in $METHODS; do
+    for M in $ARMS; do
       # the first method writes the episode file, the others reuse it: every model sees the same episodes
       $V eval "$OUT/pretrain/$M/checkpoints/last.pt" --data "${TEST[$ds]}" --few-shot --ways "$WAYS" --shots "$K" \
         --queries "$QUERIES" --episodes "$EPISODES" --clips "${CLIPS[$ds]}" \

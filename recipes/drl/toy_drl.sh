@@ -144,11 +144,21 @@ def ms(v):
     return f"{m:.4f} ± {se:.4f}" if len(v) > 1 else f"{m:.4f}"
 def d(s):
     return out if reuse else f"{out}/seed{s}"
+res = {m: ([json.load(open(f"{d(s)}/{m}.score_real.json")) for s in seeds],
+           [json.load(open(f"{d(s)}/{m}.score_animated.json")) for s in seeds]) for m in methods}
+ctl = "erm-ft" if "erm-ft" in methods else None   # the control arm: paired per-seed differences against it
 rows = []
 for m in methods:
-    r = [json.load(open(f"{d(s)}/{m}.score_real.json")) for s in seeds]
-    a = [json.load(open(f"{d(s)}/{m}.score_animated.json")) for s in seeds]
-    rows.append((m, ms([x["score"] for x in r]), ms([x["acc_video"] for x in r]), ms([x["acc_video"] for x in a])))
-print(f"seeds: {' '.join(seeds)} ({'mean ± SE; ' if len(seeds) > 1 else ''}last-epoch checkpoints)")
-print(tabulate(rows, headers=("method", "freeze score (real val, nats)", "real acc", "animated acc")))
+    r, a = res[m]
+    row = [m, ms([x["score"] for x in r]), ms([x["acc_video"] for x in r]), ms([x["acc_video"] for x in a])]
+    if ctl:
+        cr, ca = res[ctl]
+        row += ["", ""] if m in ("erm", ctl) else [
+            ms([x["score"] - y["score"] for x, y in zip(r, cr)]),
+            ms([x["acc_video"] - y["acc_video"] for x, y in zip(a, ca)])]
+    rows.append(row)
+print(f"seeds: {' '.join(seeds)} ({'mean ± SE; ' if len(seeds) > 1 else ''}last-epoch checkpoints"
+      f"{'; Δ = paired per-seed difference to the erm-ft control' if ctl else ''})")
+headers = ["method", "freeze score (real val, nats)", "real acc", "animated acc"]
+print(tabulate(rows, headers=headers + (["Δ freeze vs erm-ft", "Δ animated vs erm-ft"] if ctl else [])))
 PY

@@ -13,7 +13,8 @@
 # The linear probe has no released config and the paper gives no schedule: LP_EPOCHS / LP_LR below are
 # this toolkit's choice (the dataset's fine-tune length and learning rate, frozen backbone and BN).
 source "$(dirname "$0")/common.sh"
-METHODS=${METHODS:-"erm drl-freeze drl-fgsm"}
+METHODS=${METHODS:-"drl-freeze drl-fgsm"}   # besides erm, the control, always evaluated
+ARMS=$(printf '%s\n' erm $METHODS | awk '!seen[$0]++')
 TEST_CLIPS=${TEST_CLIPS:-10}
 declare -A TRAIN=() TEST=() EP=() LRS=() WD=() BS=() FBN=()
 EP=([UCF101]=25 [HMDB51]=30 [DIVING48]=50); LRS=([UCF101]=0.001 [HMDB51]=0.001 [DIVING48]=0.01)
@@ -47,7 +48,7 @@ for ds in "${!TRAIN[@]}"; do
   $V score --method distill --target labels "${S_STUDENT[@]}" ${SB_ARGS[@]+"${SB_ARGS[@]}"} \
     --student-data "${TRAIN[$ds]}" --data "${TEST[$ds]}" --device "$DEVICE" --json > "$OUT/transfer/$ds.static_bias.json" \
     || echo "transfer: static bias of $ds failed (error above); going on with the transfer runs" >&2
-  for M in $METHODS; do
+  for M in $ARMS; do
     CK="$OUT/pretrain/$M/checkpoints/last.pt"
     $V train --data "${TRAIN[$ds]}" --val "${TEST[$ds]}" --model "$MODEL" --init "$CK" --linear-probe \
       "${LP[@]}" --seed "$SEED" --device "$DEVICE" -j "$WORKERS" -o "$D/$M/linear_probe" --resume
