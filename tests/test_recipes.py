@@ -108,25 +108,26 @@ def test_drl_recipes_on_the_toy_fallback(tmp_path):
     run_recipe(RECIPES / "drl" / "fewshot.sh", tmp_path, **env)
     run_recipe(RECIPES / "drl" / "mimetics.sh", tmp_path, **env)
     assert json.loads((tmp_path / "drl/transfer/TOY.static_bias.json").read_text())["target"] == "labels"
-    fs = json.loads((tmp_path / "drl/fewshot/TOY_1shot_erm.json").read_text())[0]
+    fs = json.loads((tmp_path / "drl/fewshot/TOY_1shot_erm.json").read_text())[0]  # erm: the control, always run
     assert (fs["episodes"], fs["queries"], fs["views"]) == (3, 3, 2)  # the toy's episodes, 2 clips per video
+    assert (tmp_path / "drl/fewshot/TOY_5shot_drl-freeze.json").exists()
     assert (tmp_path / "drl/transfer/TOY/drl-freeze/finetune.test_2clips.json").exists()
-
-
-def test_drl_table2_and_lambda_sweep_on_the_toy(tmp_path):
-    """toy_drl.sh (one seed, one epoch) -> table2.sh: the three scores per run and the ordering column."""
-    out = tmp_path / "toy"
-    run_recipe(RECIPES / "drl" / "toy_drl.sh", tmp_path, out, SEEDS="0", EPOCHS=1, FT_EPOCHS=1, VPC=4,
-               METHODS="drl-freeze", THREADS=1)
-    r = run_recipe(RECIPES / "drl" / "table2.sh", tmp_path, RUNS=out, EPOCHS_DISTILL=1)
+    # table2.sh on these runs, laid out as toy_drl.sh's seed folders: the three scores and both invariants
+    runs = tmp_path / "runs" / "seed0"
+    runs.mkdir(parents=True)
     for m in ("erm", "drl-freeze"):
-        d = json.loads((out / "seed0" / f"{m}.table2_distill.json").read_text())
+        (runs / m).symlink_to(tmp_path / "drl/pretrain" / m)
+    (runs / "real_val.h5").symlink_to(tmp_path / "drl/toy/real_val.h5")
+    r = run_recipe(RECIPES / "drl" / "table2.sh", tmp_path, RUNS=runs.parent, EPOCHS_DISTILL=1)
+    for m in ("erm", "drl-freeze"):
+        d = json.loads((runs / f"{m}.table2_distill.json").read_text())
         assert d["protocol"] == "paper" and d["student_data"][0].endswith("real_train.h5")
-        assert json.loads((out / "seed0" / f"{m}.table2_freeze.json").read_text())["frame"] == "first"
-    assert "Distill < Shuffle < Freeze" in r.stdout and "drl-freeze" in r.stdout
-    env = dict(OUT=tmp_path / "drl", TOY_EPOCHS=1, TOY_FT_EPOCHS=1, TOY_LAMBDAS="1.0")
-    run_recipe(RECIPES / "drl" / "lambda_sweep.sh", tmp_path, **env)
+        assert json.loads((runs / f"{m}.table2_freeze.json").read_text())["frame"] == "first"
+    assert "Distill < Shuffle < Freeze" in r.stdout and "same under the three measures" in r.stdout
+    # lambda_sweep.sh: one lambda on the existing baseline, scored and linearly probed
+    run_recipe(RECIPES / "drl" / "lambda_sweep.sh", tmp_path, **env, TOY_LAMBDAS="1.0")
     assert (tmp_path / "drl/pretrain/drl-freeze@lam=1.0.score_shuffle.json").exists()
+    assert (tmp_path / "drl/transfer/TOY/drl-freeze@lam=1.0/linear_probe.test_2clips.json").exists()
 
 
 def test_api_example(tmp_path):

@@ -106,4 +106,19 @@ if mode == "paper":
 print(f"dynamic scores (nats, mean ± SE over seeds), Table 2 protocol; ordering on the means"
       f" (and per seed): {'holds on every row' if ok_all else 'FAILS on some row'}")
 print(tabulate(rows, headers=headers))
+# the paper's second invariant: the same ranking of methods under the three measures
+means = {k: {r[0]: float(r[2 + i].split(" ")[0]) for r in rows} for i, k in enumerate(("distill", "freeze", "shuffle"))}
+ranks = {k: sorted(v, key=v.get, reverse=True) for k, v in means.items()}
+def tau(a, b):  # Kendall's tau between two rankings of the same methods
+    pos_a, pos_b = {m: i for i, m in enumerate(a)}, {m: i for i, m in enumerate(b)}
+    pairs = [(x, y) for i, x in enumerate(a) for y in a[i + 1:]]
+    agree = sum((pos_a[x] - pos_a[y]) * (pos_b[x] - pos_b[y]) > 0 for x, y in pairs)
+    return (2 * agree - len(pairs)) / len(pairs) if pairs else float("nan")
+same = ranks["distill"] == ranks["freeze"] == ranks["shuffle"]
+print(f"ranking of methods (highest first): same under the three measures: {'yes' if same else 'NO'}")
+for k, r in ranks.items():
+    print(f"  {k:8s} {' > '.join(r)}")
+print(f"  Kendall tau: distill-freeze {tau(ranks['distill'], ranks['freeze']):.2f}, "
+      f"distill-shuffle {tau(ranks['distill'], ranks['shuffle']):.2f}, "
+      f"freeze-shuffle {tau(ranks['freeze'], ranks['shuffle']):.2f}")
 PY
