@@ -115,13 +115,18 @@ def test_ucf_avi_frame_counts_and_decoders_agree(shared_data, rel, n, fps):
     assert np.abs(a.astype(np.int16) - b.astype(np.int16)).max() <= 2
 
 
-def test_fps_resampling_agrees_between_decoders(shared_data):
-    o = DecodeOptions(fps=10, size=64)
+@pytest.mark.parametrize("resize", ["area", "decoder"])
+def test_fps_resampling_agrees_between_decoders(shared_data, resize):
+    o = DecodeOptions(fps=10, size=64, resize=resize)
     a, _ = decode(str(shared_data / UCF), o, ("decord",))
     b, _ = decode(str(shared_data / UCF), o, ("pyav",))
     assert len(a) == len(b) == 48  # 141 frames at 29.97 fps = 4.70 s
     assert a.shape[1:] == (64, 85, 3)
-    assert np.abs(a.astype(np.int16) - b.astype(np.int16)).max() <= 2
+    d = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    if resize == "area":
+        assert d.max() <= 2
+    else:  # both scale with swscale's bilinear filter; chroma rounding differs on a few edge pixels
+        assert d.mean() < 0.5 and np.percentile(d, 99.9) <= 6
 
 
 @pytest.mark.parametrize("angle", [0, 90, 180, 270])
