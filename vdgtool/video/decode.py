@@ -412,6 +412,16 @@ def _import_torchcodec():
     return VideoDecoder
 
 
+def decoder_chain(name: str) -> tuple[str, ...]:
+    """The readers ``--decoder NAME`` tries, in order: ``auto`` = decord then PyAV; ``torchcodec`` = torchcodec, with
+    decord and PyAV for the files it cannot finish (each video's reader is recorded in the store)."""
+    chains = {"auto": AUTO_DECODERS, "decord": ("decord",), "pyav": ("pyav",),
+              "torchcodec": ("torchcodec",) + AUTO_DECODERS}
+    if name not in chains:
+        raise InputError(f"unknown decoder '{name}'", f"use one of {', '.join(chains)}")
+    return chains[name]
+
+
 def check_decoders(decoders) -> None:
     """Refuse, before any video is read, a decoder choice that cannot work here (one line, exit 1)."""
     if "torchcodec" in decoders:
@@ -433,7 +443,8 @@ def _decode_torchcodec(path: str, opts: DecodeOptions, emit):
             target = (th, tw)
             kw["transforms"] = [Resize((th, tw))]
     try:
-        dec = VideoDecoder(path, device=opts.device, dimension_order="NHWC", num_ffmpeg_threads=1, **kw)
+        dec = VideoDecoder(path, device=opts.device, dimension_order="NHWC", num_ffmpeg_threads=1,
+                           seek_mode="exact", **kw)
     except (ValueError, RuntimeError) as exc:
         raise DecodeError(f"torchcodec cannot open {path} ({' '.join(str(exc).split())[:160]})",
                           "the file is corrupt or not a video") from None
@@ -441,12 +452,17 @@ def _decode_torchcodec(path: str, opts: DecodeOptions, emit):
     if not wh:
         opts.check_area(path, md.width, md.height)
     n = int(len(dec))
-    src_fps = float(md.average_fps or 0.0)
+    # the header's rate, as decord and PyAV report it (the scanned average differs on some files)
+    src_fps = float(getattr(md, "average_fps_from_header", None) or md.average_fps or 0.0)
     if n == 0:
         raise DecodeError(f"{path} has no frames", "check the file")
     idx = select_indices(n, src_fps, opts, path=path).tolist()
     for s in range(0, len(idx), _DECORD_BATCH):
-        batch = dec.get_frames_at(idx[s:s + _DECORD_BATCH]).data.cpu().numpy()
+        try:
+            batch = dec.get_frames_at(idx[s:s + _DECORD_BATCH]).data.cpu().numpy()
+        except RuntimeError as exc:  # 0.17 stops 1-2 frames early on some MPEG-4 AVIs: the next reader takes it
+            raise DecodeError(f"torchcodec stopped before frame {idx[min(len(idx), s + _DECORD_BATCH) - 1]} of {n} "
+                              f"({' '.join(str(exc).split())[:100]})", "another reader decodes it") from None
         emit(batch if target else resize_frames(batch, opts.size))
     return src_fps, n
 
