@@ -372,3 +372,19 @@ def test_jpeg_scaled_read_decodes_in_the_dct_domain(tmp_path, shared_data):
     assert np.abs(half.astype(int) - ref).mean() < 5 < np.abs(half.astype(int) - ref[::-1]).mean()
     np.testing.assert_array_equal(st.read(0, [3, 1], min_size=h), full)  # no reduction asked
     st.close()
+
+
+def test_torch_batch_jpeg_decoder_agrees_with_the_store_reader(tmp_path, shared_data):
+    """The decoding half of the nvJPEG loader path, run on the CPU (torchvision's libjpeg)."""
+    from vdgtool.stores import jpeg as J
+
+    frames = _real_frames(shared_data, n=6)
+    p = _write(tmp_path / "j.h5", [frames], encoding="jpeg")
+    st = VideoStore(p)
+    bufs = st.read_jpeg(0, [5, 0, 2])
+    got = J.decode_jpegs_torch(bufs, "cpu")
+    assert tuple(got.shape) == (3,) + frames.shape[1:] and str(got.device) == "cpu"
+    assert np.abs(got.numpy().astype(int) - st.read(0, [5, 0, 2])).max() <= 2
+    with pytest.raises(StoreError, match="corrupt"):
+        J.decode_jpegs_torch([bufs[0][:100]])
+    st.close()

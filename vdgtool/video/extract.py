@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from vdgtool.errors import DecodeError, InputError
 import numpy as np
 
-from vdgtool.stores.jpeg import encode_jpeg
+from vdgtool.stores.jpeg import encode_jpeg, encoder_name
 from vdgtool.stores.video import EncodedVideo, VideoStoreWriter, encode_video, join_encoded
 from vdgtool.utils.env import shard_items
 from vdgtool.utils.log import get_logger, progress
@@ -117,7 +117,8 @@ def extract(manifest: Manifest, out: str, *, opts: DecodeOptions | None = None, 
         items = items[:limit]
     conventions = opts.to_conventions()
     conventions.update({"num_shards": num_shards, "shard_index": shard_index})
-    prov = make_provenance(seed=seed, parents=inputs or [manifest.root], manifest_form=manifest.form)
+    prov = make_provenance(seed=seed, parents=inputs or [manifest.root], manifest_form=manifest.form,
+                           jpeg_encoder=encoder_name() if encoding == "jpeg" else None, decoders=list(decoders))
     # every shard, and a resumed run, sees the same domain list (in manifest order)
     domains: list[str] = []
     for it in manifest.items:
