@@ -150,7 +150,7 @@ def decode_jpegs_torch(bufs, device="cpu"):
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    data = [torch.from_numpy(np.ascontiguousarray(np.asarray(b, dtype=np.uint8))) for b in bufs]
+    data = [torch.from_numpy(np.array(b, dtype=np.uint8)) for b in bufs]  # a copy: h5py buffers are read-only
     if not data:
         return torch.zeros((0, 0, 0, 3), dtype=torch.uint8, device=device)
     try:
