@@ -115,13 +115,18 @@ def test_ucf_avi_frame_counts_and_decoders_agree(shared_data, rel, n, fps):
     assert np.abs(a.astype(np.int16) - b.astype(np.int16)).max() <= 2
 
 
-def test_fps_resampling_agrees_between_decoders(shared_data):
-    o = DecodeOptions(fps=10, size=64)
+@pytest.mark.parametrize("resize", ["area", "decoder"])
+def test_fps_resampling_agrees_between_decoders(shared_data, resize):
+    o = DecodeOptions(fps=10, size=64, resize=resize)
     a, _ = decode(str(shared_data / UCF), o, ("decord",))
     b, _ = decode(str(shared_data / UCF), o, ("pyav",))
     assert len(a) == len(b) == 48  # 141 frames at 29.97 fps = 4.70 s
     assert a.shape[1:] == (64, 85, 3)
-    assert np.abs(a.astype(np.int16) - b.astype(np.int16)).max() <= 2
+    d = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    if resize == "area":
+        assert d.max() <= 2
+    else:  # both scale with swscale's bilinear filter; chroma rounding differs on a few edge pixels
+        assert d.mean() < 0.5 and np.percentile(d, 99.9) <= 6
 
 
 @pytest.mark.parametrize("angle", [0, 90, 180, 270])
@@ -200,3 +205,58 @@ def test_decord_then_opencv_png_reads_still_work(tmp_path):
             "sys.exit(0 if cv2.imread(sys.argv[2]) is not None else 3)")
     r = subprocess.run([sys.executable, "-c", code, vid, str(tmp_path / "a.png")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+# --- torchcodec (optional reader, issue 17) -------------------------------------------------------------------
+
+
+def _torchcodec_or_skip():
+    from vdgtool.errors import ConfigError
+
+    try:
+        D._import_torchcodec()
+    except ConfigError as exc:
+        pytest.skip(f"torchcodec cannot load here: {exc}")
+
+
+def test_torchcodec_missing_is_one_line_before_any_input(run_cli, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torchcodec", None)  # as if not installed
+    code, out, err = run_cli("extract", tmp_path / "nothing-here", "-o", tmp_path / "s.h5", "--decoder", "torchcodec")
+    assert code == 1 and "vdgtool[torchcodec]" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert D.decoder_chain("torchcodec") == ("torchcodec", "decord", "pyav") and D.decoder_chain("pyav") == ("pyav",)
+
+
+def test_torchcodec_matches_decord_on_a_real_file(shared_data):
+    _torchcodec_or_skip()
+    o = DecodeOptions(size=64, fps=10)
+    a, ia = decode(str(shared_data / UCF), o, ("decord",))
+    b, ib = decode(str(shared_data / UCF), o, ("torchcodec",))
+    assert ib["decoder"] == "torchcodec" and a.shape == b.shape == (48, 64, 85, 3)
+    assert ia["source_frames"] == ib["source_frames"] == 141 and ia["fps"] == ib["fps"]
+    assert np.abs(a.astype(np.int16) - b).mean() < 2.0  # MPEG-4 decoder rounding + swscale bilinear in both
+
+
+@pytest.mark.slow
+def test_torchcodec_metadata_and_counts_equal_decord_on_every_real_file(shared_data):
+    """Where torchcodec 0.17 stops early (some MPEG-4 AVIs), the chain hands the file to decord (recorded)."""
+    _torchcodec_or_skip()
+    files = sorted((shared_data / "videos/real").iterdir())
+    used = set()
+    for p in files:
+        a, ia = decode(str(p), DecodeOptions(size=48, max_frames=40), ("decord",))
+        b, ib = decode(str(p), DecodeOptions(size=48, max_frames=40), D.decoder_chain("torchcodec"))
+        assert a.shape == b.shape and ia["source_frames"] == ib["source_frames"], p.name
+        assert ia["source_fps"] == pytest.approx(ib["source_fps"], abs=1e-3), p.name
+        used.add(ib["decoder"])
+    assert "torchcodec" in used
+
+
+def test_decoder_resize_is_close_to_the_area_filter(shared_data):
+    a, _ = decode(str(shared_data / UCF2), DecodeOptions(size=64, max_frames=20))
+    b, _ = decode(str(shared_data / UCF2), DecodeOptions(size=64, max_frames=20, resize="area"))
+    assert a.shape == b.shape and 0 < np.abs(a.astype(np.int16) - b).mean() < 3
+    assert DecodeOptions(size=64).to_conventions()["resize"] == "decoder"
+    with pytest.raises(InputError, match="resize mode"):
+        DecodeOptions(resize="nearest")

@@ -88,6 +88,45 @@ def test_workers_give_the_same_store(tmp_path, toy):
     assert_same_store(tmp_path / "w0.h5", tmp_path / "w2.h5")
 
 
+def test_jpeg_store_is_byte_identical_whatever_the_workers(tmp_path, toy):
+    """Workers decode and encode, the main process only writes: same JPEG bytes, order and checksums for 0/1/3."""
+    man = load_manifest(str(toy / "real.csv"))
+    paths = []
+    for w in (0, 1, 3):
+        paths.append(str(tmp_path / f"w{w}.h5"))
+        res = extract(man, paths[-1], encoding="jpeg", workers=w, opts=DecodeOptions(size=24, max_frames=12))
+        assert res.videos == 12 and not res.errors
+    ref = VideoStore(paths[0])
+    ref_bytes = [[bytes(b) for b in ref.read_jpeg(r, range(int(n)))] for r, n in enumerate(ref.meta["num_frames"])]
+    for p in paths[1:]:
+        assert_same_store(paths[0], p)
+        st = VideoStore(p)
+        for r, want in enumerate(ref_bytes):
+            assert [bytes(b) for b in st.read_jpeg(r, range(len(want)))] == want
+        st.close()
+    ref.close()
+
+
+def test_decoder_failing_half_way_restarts_cleanly(tmp_path, toy, monkeypatch):
+    """A reader that emits batches and then fails: the next reader's frames alone are stored."""
+    import vdgtool.video.decode as D
+
+    real = D._decode_decord
+
+    def half(path, opts, emit):
+        real(path, opts, lambda b: emit(b[:1]))  # one wrong frame per batch, then fail
+        raise RuntimeError("broken stream")
+
+    monkeypatch.setitem(D.decode.__globals__, "_decode_decord", half)
+    man = load_manifest(str(toy / "real.csv"))
+    res = extract(man, str(tmp_path / "s.h5"), encoding="jpeg", limit=2, opts=DecodeOptions(size=24))
+    monkeypatch.undo()
+    ref = extract(man, str(tmp_path / "r.h5"), encoding="jpeg", limit=2, opts=DecodeOptions(size=24),
+                  decoders=("pyav",))
+    assert res.decoders == {"pyav": 2} and ref.videos == 2
+    assert_same_store(tmp_path / "s.h5", tmp_path / "r.h5")
+
+
 def test_interrupt_then_resume_equals_uninterrupted(tmp_path, toy, monkeypatch):
     man = load_manifest(str(toy / "real.csv"))
     ref = str(tmp_path / "ref.h5")
@@ -96,11 +135,11 @@ def test_interrupt_then_resume_equals_uninterrupted(tmp_path, toy, monkeypatch):
     real_decode = E.decode
     calls = {"n": 0}
 
-    def flaky(path, opts):
+    def flaky(path, *a, **k):
         calls["n"] += 1
         if calls["n"] > 5:
             raise KeyboardInterrupt  # Ctrl-C in the middle of the batch
-        return real_decode(path, opts)
+        return real_decode(path, *a, **k)
 
     monkeypatch.setattr(E, "decode", flaky)
     with pytest.raises(KeyboardInterrupt):
@@ -131,11 +170,11 @@ def test_hard_kill_then_resume_equals_uninterrupted(tmp_path, toy):
         from vdgtool.video.manifest import load_manifest
         V.VideoStoreWriter.__init__.__kwdefaults__["segment_videos"] = 3  # small segments
         real, n = E.decode, [0]
-        def dying(path, opts):
+        def dying(path, *a, **k):
             n[0] += 1
             if n[0] > 8:
                 os._exit(9)  # like SIGKILL: no finally, no flush
-            return real(path, opts)
+            return real(path, *a, **k)
         E.decode = dying
         E.extract(load_manifest({str(toy / "animated.csv")!r}), {out!r}, encoding="raw",
                   opts=DecodeOptions(max_frames=6))
@@ -157,11 +196,11 @@ def test_resume_with_other_options_is_refused(tmp_path, toy, monkeypatch):
     real_decode = E.decode
     calls = {"n": 0}
 
-    def flaky(path, opts):
+    def flaky(path, *a, **k):
         calls["n"] += 1
         if calls["n"] > 2:
             raise KeyboardInterrupt
-        return real_decode(path, opts)
+        return real_decode(path, *a, **k)
 
     monkeypatch.setattr(E, "decode", flaky)
     with pytest.raises(KeyboardInterrupt):

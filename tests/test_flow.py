@@ -341,8 +341,49 @@ def test_median_filter_matches_opencv():
 
 
 @pytest.mark.slow
-def test_compiled_solver_matches_eager():
+def test_compiled_solver_matches_eager_and_a_later_process_reuses_its_kernels(tmp_path, monkeypatch):
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from vdgtool.flow import tvl1 as T
+
+    for var in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    cache = T.use_compile_cache(str(tmp_path / "cc"))
+    assert cache == str(tmp_path / "cc" / "inductor")
     a0, a1 = shifted_pair(48, 48, dx=1.0, dy=0.5, seed=5)
-    eager = tvl1_flow(a0[None], a1[None], TVL1Params(scales=2, warps=2, iterations=10)).numpy()
-    comp = tvl1_flow(a0[None], a1[None], TVL1Params(scales=2, warps=2, iterations=10), compile=True).numpy()
+    p = TVL1Params(scales=2, warps=2, iterations=10)
+    eager = tvl1_flow(a0[None], a1[None], p).numpy()
+    comp = tvl1_flow(a0[None], a1[None], p, compile=True).numpy()
     assert np.abs(eager - comp).max() < 1e-3
+    assert any(Path(cache).rglob("*")), "nothing was written to the compile cache"
+    # what a second task does: no in-memory compiled code, the same cache directory
+    torch._dynamo.reset()
+    monkeypatch.setattr(T, "_COMPILED", {})
+    hits = counters["inductor"]["fxgraph_cache_hit"]
+    again = tvl1_flow(a0[None], a1[None], p, compile=True).numpy()
+    assert counters["inductor"]["fxgraph_cache_hit"] > hits and np.array_equal(again, comp)
+
+
+def test_compiled_backend_pads_batches_to_a_few_shapes(monkeypatch, tmp_path):
+    from vdgtool.flow import tvl1 as T
+
+    monkeypatch.setattr(T, "use_compile_cache", lambda path: path)  # (tested with the compiler, slow)
+    assert [T.padded_batch(n, 16) for n in (1, 2, 3, 5, 9, 16)] == [1, 2, 4, 8, 16, 16]
+    assert T.padded_batch(7, 6) == 6
+    shapes = []
+    real = T.tvl1_flow
+
+    def eager_recording(a, b, params, device=None, compile=False):
+        shapes.append(len(a))
+        return real(a, b, params, device=device)  # eager: the padding, not the compiler, is under test
+
+    monkeypatch.setattr(T, "tvl1_flow", eager_recording)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (12, 20, 24), dtype=np.uint8)
+    p = TVL1Params(scales=1, warps=1, iterations=5)
+    be = get_backend("torch", params=p, batch_size=8, compile=True, compile_cache=str(tmp_path / "cc"))
+    got = be.compute(frames[:11], frames[1:12])
+    assert shapes == [8, 4] and be.compile_cache == str(tmp_path / "cc")  # 11 pairs: 8 + 3 padded to 4
+    ref = get_backend("torch", params=p, batch_size=11).compute(frames[:11], frames[1:12])
+    np.testing.assert_allclose(got, ref, atol=1e-4)

@@ -174,11 +174,11 @@ def test_4_resume_refuses_a_different_manifest(run_cli, vids, tmp_path, monkeypa
     out = tmp_path / "s.h5"
     real, calls = ex.decode, []
 
-    def flaky(path, opts):
+    def flaky(path, *a, **k):
         calls.append(path)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(path, opts)
+        return real(path, *a, **k)
 
     monkeypatch.setattr(ex, "decode", flaky)
     code, _, _ = run_cli("extract", vids["root"], "-o", out, "--encoding", "raw")

@@ -299,3 +299,92 @@ def test_verify_finds_damage(tmp_path):
     r = tools.verify(jp)
     assert not r["ok"] and "checksum" in r["problems"][0] and any("corrupt" in x for x in r["problems"])
     assert tools.verify(jp, decode=False)["ok"]  # structure alone is fine
+
+
+# --- JPEG frames (stores/jpeg.py): the encoder and the fast reader --------------------------------------------
+
+
+def _real_frames(shared_data, n=24, size=96):
+    from vdgtool.video.decode import DecodeOptions, decode
+
+    frames, _ = decode(str(shared_data / "videos/real/k400__abseiling__abseiling_k400.mp4"),
+                       DecodeOptions(size=size, max_frames=n))
+    return frames
+
+
+def _cv2_reader(bufs):
+    """The reader before issue 17: one cv2.imdecode per frame, BGR -> RGB."""
+    import cv2
+
+    return np.stack([cv2.imdecode(np.asarray(b, np.uint8), cv2.IMREAD_UNCHANGED)[..., ::-1] for b in bufs])
+
+
+def test_jpeg_reader_gives_the_pixels_of_the_opencv_reader(tmp_path, shared_data):
+    frames = _real_frames(shared_data)
+    p = _write(tmp_path / "j.h5", [frames, frames[:5]], encoding="jpeg")
+    st = VideoStore(p)
+    rng = np.random.default_rng(0)
+    for row, n in ((0, 24), (1, 5)):
+        idx = [int(i) for i in rng.integers(0, n, 16)]  # random order, repeats
+        bufs = st.read_jpeg(row, idx)
+        np.testing.assert_array_equal(st.read(row, idx), _cv2_reader(bufs))
+        np.testing.assert_array_equal(st.read(row), _cv2_reader(st.read_jpeg(row, range(n))))
+    psnr = 10 * np.log10(255.0 ** 2 / np.mean((st.read(0).astype(float) - frames) ** 2))
+    assert psnr > 33  # q90 on real frames (37 dB on the benchmark set)
+    st.close()
+
+
+def test_jpeg_encoder_keeps_the_format_and_the_fallback_reads_the_same(tmp_path, shared_data, monkeypatch):
+    from vdgtool.stores import jpeg as J
+
+    frames = _real_frames(shared_data, n=4)
+    bufs = J.encode_jpeg(frames, 90)
+    b = bytes(bufs[0])
+    assert b[:2] == b"\xff\xd8" and b"\xff\xc0" in b  # JFIF baseline (SOF0)
+    sof = b.index(b"\xff\xc0")
+    assert b[sof + 9] == 3 and b[sof + 11] == 0x22  # 3 components, luma sampled 2x2: 4:2:0
+    grey = J.encode_jpeg(frames[..., :1], 90)
+    assert J.decode_jpegs(grey).shape == (4, 96, frames.shape[2], 1)
+    fast = J.decode_jpegs(bufs)
+    monkeypatch.setattr(J, "_simplejpeg", lambda: None)  # OpenCV only
+    assert J.encoder_name() == "opencv"
+    np.testing.assert_array_equal(J.decode_jpegs(bufs), fast)
+    cv_bufs = J.encode_jpeg(frames, 90)
+    assert np.abs(J.decode_jpegs(cv_bufs).astype(int) - fast).mean() < 2
+    with pytest.raises(StoreError, match="corrupt"):
+        J.decode_jpegs([bufs[0], bufs[1][: len(bufs[1]) // 3]])
+
+
+def test_jpeg_scaled_read_decodes_in_the_dct_domain(tmp_path, shared_data):
+    import cv2
+
+    frames = _real_frames(shared_data, n=8, size=128)
+    p = _write(tmp_path / "j.h5", [frames], encoding="jpeg", conventions={"size": 128})
+    st = VideoStore(p)
+    h, w = frames.shape[1:3]
+    assert st.jpeg_scale(0, None) == 1 and st.jpeg_scale(0, 64) == 2 and st.jpeg_scale(0, 33) == 2
+    assert st.jpeg_scale(0, 32) == 4 and st.jpeg_scale(0, 8) == 8
+    full = st.read(0, [3, 1])
+    half = st.read(0, [3, 1], min_size=60)
+    assert half.shape == (2, -(-h // 2), -(-w // 2), 3)
+    ref = np.stack([cv2.resize(f, (half.shape[2], half.shape[1]), interpolation=cv2.INTER_AREA) for f in full])
+    # libjpeg rounds odd sizes up (227 -> 114), so the grids differ by a fraction of a pixel
+    assert np.abs(half.astype(int) - ref).mean() < 5 < np.abs(half.astype(int) - ref[::-1]).mean()
+    np.testing.assert_array_equal(st.read(0, [3, 1], min_size=h), full)  # no reduction asked
+    st.close()
+
+
+def test_torch_batch_jpeg_decoder_agrees_with_the_store_reader(tmp_path, shared_data):
+    """The decoding half of the nvJPEG loader path, run on the CPU (torchvision's libjpeg)."""
+    from vdgtool.stores import jpeg as J
+
+    frames = _real_frames(shared_data, n=6)
+    p = _write(tmp_path / "j.h5", [frames], encoding="jpeg")
+    st = VideoStore(p)
+    bufs = st.read_jpeg(0, [5, 0, 2])
+    got = J.decode_jpegs_torch(bufs, "cpu")
+    assert tuple(got.shape) == (3,) + frames.shape[1:] and str(got.device) == "cpu"
+    assert np.abs(got.numpy().astype(int) - st.read(0, [5, 0, 2])).max() <= 2
+    with pytest.raises(StoreError, match="corrupt"):
+        J.decode_jpegs_torch([bufs[0][:100]])
+    st.close()

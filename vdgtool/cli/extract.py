@@ -23,6 +23,14 @@ from vdgtool.video.decode import FRAME_LIMIT, MAX_PIXELS
 @click.option("--encoding", type=click.Choice(["jpeg", "raw"]), default="jpeg", show_default=True,
               help="Frame encoding in the store (see docs/stores.md: jpeg is ~8x smaller, raw is exact).")
 @click.option("--jpeg-quality", type=click.IntRange(1, 100), default=90, show_default=True)
+@click.option("--decoder", type=click.Choice(["auto", "decord", "pyav", "torchcodec"]), default="auto",
+              show_default=True, help="Video reader: auto = decord, then PyAV for files it cannot read; torchcodec "
+              "(pip install 'vdgtool[torchcodec]'; NVDEC with --device cuda) falls back to them per file.")
+@click.option("--device", default="cpu", show_default=True,
+              help="Where torchcodec decodes: cpu, cuda, cuda:1 (the other readers decode on the CPU).")
+@click.option("--resize", type=click.Choice(["decoder", "area"]), default="decoder", show_default=True,
+              help="decoder: scale inside the decoder (bilinear, faster); area: decode at full size, then "
+              "OpenCV's area filter.")
 @click.option("--domain", default=None, help="Domain name (default: the folder name, or the CSV's column).")
 @click.option("--classes", "classes_file", type=click.Path(), default=None,
               help="Class list file (one name per line) fixing the class order / naming integer labels.")
@@ -30,7 +38,7 @@ from vdgtool.video.decode import FRAME_LIMIT, MAX_PIXELS
 @workers_option
 @batch_job_options("videos")
 def extract(input_path, output, size, fps, stride, max_frames, max_pixels, frame_limit, encoding, jpeg_quality,
-            domain, classes_file, data_prefix, limit, strict, workers, num_shards, shard_index, resume, overwrite,
+            decoder, device, resize, domain, classes_file, data_prefix, limit, strict, workers, num_shards, shard_index, resume, overwrite,
             seed, as_json):
     """Decode videos and GIFs into a clip store.
 
@@ -46,18 +54,20 @@ def extract(input_path, output, size, fps, stride, max_frames, max_pixels, frame
       sbatch --array=0-15 --wrap 'vdgtool extract list.txt -o ucf.$SLURM_ARRAY_TASK_ID.h5'
       find data -name '*.mp4' | awk -F/ '{print $0","$(NF-1)}' | vdgtool extract - -o s.h5
     """
-    from vdgtool.video.decode import DecodeOptions, parse_size
+    from vdgtool.video.decode import DecodeOptions, check_decoders, decoder_chain, parse_size
     from vdgtool.video.extract import extract as run
     from vdgtool.video.manifest import load_manifest, load_manifest_stream
 
+    decoders = decoder_chain(decoder)
+    check_decoders(decoders)  # one line before any input is read
     if input_path == "-":
         man = load_manifest_stream(click.open_file("-", encoding="utf-8"), domain=domain, classes_file=classes_file,
                                    data_prefix=data_prefix)
     else:
         man = load_manifest(input_path, domain=domain, classes_file=classes_file, data_prefix=data_prefix)
     opts = DecodeOptions(size=parse_size(size), fps=fps, stride=stride, max_frames=max_frames, max_pixels=max_pixels,
-                         frame_limit=frame_limit)
-    res = run(man, output, opts=opts, encoding=encoding, jpeg_quality=jpeg_quality, workers=workers,
+                         frame_limit=frame_limit, resize=resize, device=device)
+    res = run(man, output, opts=opts, encoding=encoding, jpeg_quality=jpeg_quality, workers=workers, decoders=decoders,
               num_shards=num_shards, shard_index=shard_index, resume=resume, overwrite=overwrite, seed=seed,
               limit=limit, inputs=[input_path])
     d = res.to_dict()

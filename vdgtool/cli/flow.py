@@ -47,7 +47,11 @@ _D = TVL1Params()
               help="Gaussian sigma pre-smoothing both frames (torch backend; 0 = off).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Pairs solved at once (torch).")
 @click.option("--compile", "compile_", is_flag=True,
-              help="torch.compile the solver (faster on CPU and GPU; first call per size takes 20-60 s).")
+              help="torch.compile the solver (faster on CPU and GPU; the first run per frame size takes 20-90 s, "
+              "later runs reuse --compile-cache).")
+@click.option("--compile-cache", type=click.Path(file_okay=False), default=None,
+              help="Directory of compiled kernels that later runs and array tasks reuse (default: "
+              "$VDGTOOL_COMPILE_CACHE or ~/.cache/vdgtool/torch-compile).")
 @click.option("--dis-preset", type=click.Choice(["ultrafast", "fast", "medium"]), default="medium",
               show_default=True, help="Preset of the dis backend.")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
@@ -55,8 +59,8 @@ _D = TVL1Params()
 @device_option
 @batch_job_options("videos")
 def flow(clip_store, output, pairs, pairs_list, gt, backend, stride, bound, dtype, tau, lambda_, theta, scales,
-         zoom, warps, epsilon, iterations, outer_iterations, median, presmooth, batch_size, compile_, dis_preset,
-         threads, limit, strict, device, num_shards, shard_index, resume, overwrite, seed, as_json):
+         zoom, warps, epsilon, iterations, outer_iterations, median, presmooth, batch_size, compile_, compile_cache,
+         dis_preset, threads, limit, strict, device, num_shards, shard_index, resume, overwrite, seed, as_json):
     """Optical flow of every video in a clip store, or of image pairs (.flo).
 
     CLIP_STORE (from `vdgtool extract`) -> flow store: per video a (T-1, H, W, 2) array of forward
@@ -95,7 +99,7 @@ def flow(clip_store, output, pairs, pairs_list, gt, backend, stride, bound, dtyp
 
         dev = resolve_device(device)
     be = get_backend(backend, params=params, device=dev, batch_size=batch_size, compile=compile_,
-                     preset=dis_preset)
+                     preset=dis_preset, compile_cache=compile_cache)
 
     if pair_mode:
         from vdgtool.flow.pipeline import flow_pairs, read_pairs_list

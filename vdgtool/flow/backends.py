@@ -70,7 +70,7 @@ class TorchTVL1(FlowBackend):
     name = "torch"
 
     def __init__(self, params: TVL1Params | None = None, device=None, batch_size: int = 16,
-                 compile: bool = False):
+                 compile: bool = False, compile_cache: str | None = None):
         import torch
 
         self.tv = (params or TVL1Params()).validate()
@@ -80,13 +80,18 @@ class TorchTVL1(FlowBackend):
             raise InputError(f"batch size {batch_size} must be >= 1", "pass --batch-size 1 or more")
         self.batch_size = int(batch_size)
         self.compile = bool(compile)
+        self.compile_cache = None
+        if self.compile:
+            from vdgtool.flow.tvl1 import use_compile_cache
+
+            self.compile_cache = use_compile_cache(compile_cache)
 
     def params(self) -> dict:
         # device, batch size and compilation do not change the result beyond float rounding
         return self.tv.to_dict()
 
     def compute(self, im0, im1) -> np.ndarray:
-        from vdgtool.flow.tvl1 import tvl1_flow
+        from vdgtool.flow.tvl1 import padded_batch, tvl1_flow
 
         im0, im1 = np.asarray(im0), np.asarray(im1)
         _check_pair(im0, im1)
@@ -94,8 +99,15 @@ class TorchTVL1(FlowBackend):
         for s in range(0, len(im0), self.batch_size):
             a = to_grey_u8(im0[s:s + self.batch_size])
             b = to_grey_u8(im1[s:s + self.batch_size])
+            n = len(a)
+            if self.compile and n < self.batch_size:
+                # a few fixed shapes, so a run compiles once per size (a pair's result does not depend on its batch
+                # mates: converged pairs are frozen); the padding repeats the last pair
+                k = padded_batch(n, self.batch_size) - n
+                a = np.concatenate([a, np.repeat(a[-1:], k, 0)])
+                b = np.concatenate([b, np.repeat(b[-1:], k, 0)])
             fl = tvl1_flow(a, b, self.tv, device=self.device, compile=self.compile)
-            out.append(fl.cpu().numpy())
+            out.append(fl[:n].cpu().numpy())
         return np.concatenate(out) if out else np.zeros(im0.shape[:3] + (2,), np.float32)
 
 
@@ -183,10 +195,10 @@ class DIS(FlowBackend):
 
 
 def get_backend(name: str = "torch", *, params: TVL1Params | None = None, device=None, batch_size: int = 16,
-                compile: bool = False, preset: str = "medium") -> FlowBackend:
+                compile: bool = False, preset: str = "medium", compile_cache: str | None = None) -> FlowBackend:
     """Create a flow backend by name (see module doc). TV-L1 ``params`` apply to torch and opencv."""
     if name == "torch":
-        return TorchTVL1(params, device=device, batch_size=batch_size, compile=compile)
+        return TorchTVL1(params, device=device, batch_size=batch_size, compile=compile, compile_cache=compile_cache)
     if name == "opencv":
         return OpenCVTVL1(params)
     if name == "farneback":

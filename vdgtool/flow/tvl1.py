@@ -178,6 +178,49 @@ def tvl1_step_functional(u, px, py, Iw, neg_inv_grad, rho_c, active, l_t: float,
 
 
 _COMPILED = {}
+#: where compiled kernels are kept when neither --compile-cache nor VDGTOOL_COMPILE_CACHE says otherwise
+DEFAULT_COMPILE_CACHE = os.path.join("~", ".cache", "vdgtool", "torch-compile")
+
+
+def compile_cache_dir(path: str | None = None) -> str:
+    """The persistent compile cache: ``path``, else ``$VDGTOOL_COMPILE_CACHE``, else ~/.cache/vdgtool/torch-compile."""
+    return os.path.abspath(os.path.expanduser(path or os.environ.get("VDGTOOL_COMPILE_CACHE") or
+                                              DEFAULT_COMPILE_CACHE))
+
+
+def use_compile_cache(path: str | None = None) -> str:
+    """Keep inductor's compiled kernels and FX graphs in one directory that later processes reuse.
+
+    Tasks of a SLURM array (or any later run) that point at the same directory on a shared file system skip
+    the code generation and C++/Triton compilation; what remains of the warm-up is Dynamo tracing
+    (``benchmarks/flow/RESULTS.md``, "Compile warm-up"). A ``TORCHINDUCTOR_CACHE_DIR`` / ``TRITON_CACHE_DIR``
+    set by the user wins. Returns the directory used.
+    """
+    root = compile_cache_dir(path)
+    try:
+        os.makedirs(root, exist_ok=True)
+    except OSError as exc:
+        from vdgtool.errors import ConfigError
+
+        raise ConfigError(f"cannot create the compile cache {root} ({exc.strerror})",
+                          "pass --compile-cache DIR on a writable file system") from None
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(root, "inductor"))
+    os.environ.setdefault("TRITON_CACHE_DIR", os.path.join(root, "triton"))
+    import torch._inductor.config as ic
+
+    for attr in ("fx_graph_cache", "autotune_local_cache"):
+        if hasattr(ic, attr):
+            setattr(ic, attr, True)
+    return os.environ["TORCHINDUCTOR_CACHE_DIR"]
+
+
+def padded_batch(n: int, batch_size: int) -> int:
+    """The batch a compiled solver runs for ``n`` pairs (n <= batch_size): the next power of two, at most
+    ``batch_size``, so a whole run compiles a few shapes (log2(batch_size) + 1 at most), not one per remainder."""
+    b = 1
+    while b < n:
+        b *= 2
+    return min(b, int(batch_size))
 
 
 def _compiled(name: str, fn):

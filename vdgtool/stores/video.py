@@ -19,6 +19,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import h5py
@@ -29,55 +30,80 @@ from vdgtool.stores import schema as S
 from vdgtool.stores.base import (StoreReader, _decode, check_header, damaged, name_list, open_h5, read_json_attr,
                                  read_meta, refuse_output_in_inputs, write_json_attr, write_meta)
 from vdgtool.stores.checksum import check as check_crc, crc_of, crc_update, stamp
+from vdgtool.stores.jpeg import choose_scale, decode_jpeg, decode_jpegs, encode_jpeg  # noqa: F401
 from vdgtool.stores.lock import OutputLock
 
 ENCODINGS = ("raw", "jpeg")
 VLEN_U8 = h5py.vlen_dtype(np.dtype("uint8"))
 
 
-def encode_jpeg(frames: np.ndarray, quality: int) -> list[np.ndarray]:
-    import cv2
+@dataclass
+class EncodedVideo:
+    """One video's frames as they are stored: JPEG files or a raw array, with their checksum.
 
-    out = []
-    params = [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)]
-    for fr in frames:
-        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(fr[..., ::-1]) if fr.shape[-1] == 3 else fr, params)
-        if not ok:  # pragma: no cover
-            raise StoreError("JPEG encoding failed", "use --encoding raw")
-        out.append(buf.reshape(-1))
-    return out
+    Made by :func:`encode_video` (in ``extract``'s worker processes, so the writer only writes) and accepted by
+    :meth:`VideoStoreWriter.add_video` in place of the frames; the store is the same either way.
+    """
+
+    encoding: str
+    shape: tuple
+    data: Any  # list of uint8 JPEG arrays, or the (T, H, W, C) array
+    crc: int
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the decoded frames (what segment sizes are counted in)."""
+        return int(np.prod(self.shape)) if self.encoding == "jpeg" else int(self.data.nbytes)
+
+    @property
+    def dtype(self):
+        return np.dtype(np.uint8) if self.encoding == "jpeg" else np.asarray(self.data).dtype
 
 
-def decode_jpeg(buf: np.ndarray) -> np.ndarray:
-    import cv2
-
-    img = cv2.imdecode(np.asarray(buf, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise StoreError("a stored JPEG frame is corrupt", "run vdgtool store verify and re-extract the video")
-    if img.ndim == 2:
-        return img[..., None]
-    return img[..., ::-1]
+def stored_encoding(encoding: str, dtype, shape) -> str:
+    """What a writer with ``encoding`` stores for frames of this dtype and shape: JPEG only for uint8 RGB/grey."""
+    return encoding if np.dtype(dtype) == np.uint8 and len(shape) == 4 and shape[-1] in (1, 3) else "raw"
 
 
-def _write_array(group: h5py.Group, name: str, arr: np.ndarray, encoding: str, quality: int,
+def encode_video(frames: np.ndarray, encoding: str, quality: int = 90) -> EncodedVideo:
+    """Frames (T, H, W, C) as a writer with ``encoding`` stores them (see :func:`stored_encoding`)."""
+    arr = np.asarray(frames)
+    if stored_encoding(encoding, arr.dtype, arr.shape) == "jpeg":
+        return join_encoded([(tuple(arr.shape), encode_jpeg(arr, quality))])
+    arr = np.ascontiguousarray(arr)
+    return EncodedVideo("raw", tuple(arr.shape), arr, crc_of(arr))
+
+
+def join_encoded(parts: list[tuple[tuple, list[np.ndarray]]]) -> EncodedVideo:
+    """JPEG batches of one video, each ``(shape, bufs)`` in frame order -> one :class:`EncodedVideo`."""
+    bufs = [b for _, bb in parts for b in bb]
+    crc = 0
+    for b in bufs:
+        crc = crc_update(crc, b)
+    shape = (len(bufs),) + tuple(parts[0][0][1:]) if parts else (0, 0, 0, 3)
+    return EncodedVideo("jpeg", shape, bufs, crc)
+
+
+def _write_array(group: h5py.Group, name: str, arr: np.ndarray | EncodedVideo, encoding: str, quality: int,
                  chunk_frames: int) -> None:
     """One video's array (raw, or JPEG frames) with its checksum (see stores/checksum.py)."""
-    if encoding == "jpeg":
-        bufs = encode_jpeg(arr, quality)
-        ds = group.create_dataset(name, shape=(len(bufs),), dtype=VLEN_U8)
-        crc = 0
-        for i, b in enumerate(bufs):
-            ds[i] = b
-            crc = crc_update(crc, b)
-        ds.attrs["shape"] = np.asarray(arr.shape, dtype=np.int64)
+    enc = arr if isinstance(arr, EncodedVideo) else encode_video(arr, encoding, quality)
+    if enc.encoding == "jpeg":
+        data = np.empty(len(enc.data), dtype=object)
+        for i, b in enumerate(enc.data):
+            data[i] = b
+        # one write for all frames: element-wise writes of a vlen dataset cost ~8x more (benchmarks/RESULTS.md)
+        ds = group.create_dataset(name, shape=(len(enc.data),), dtype=VLEN_U8)
+        if len(enc.data):
+            ds.write_direct(data)  # (ds[...] = data would make frames of equal length one 2-D array)
+        ds.attrs["shape"] = np.asarray(enc.shape, dtype=np.int64)
     else:
-        arr = np.ascontiguousarray(arr)
+        a = enc.data
         chunks = None
-        if arr.ndim >= 1 and arr.shape[0] > 0 and arr.size > 0:
-            chunks = (min(arr.shape[0], chunk_frames),) + arr.shape[1:]
-        ds = group.create_dataset(name, data=arr, chunks=chunks)
-        crc = crc_of(arr)
-    stamp(ds, crc)
+        if a.ndim >= 1 and a.shape[0] > 0 and a.size > 0:
+            chunks = (min(a.shape[0], chunk_frames),) + a.shape[1:]
+        ds = group.create_dataset(name, data=a, chunks=chunks)
+    stamp(ds, enc.crc)
 
 
 class VideoStoreWriter:
@@ -246,14 +272,19 @@ class VideoStoreWriter:
             self.domains.append(domain)
         return self.domains.index(domain)
 
-    def add_video(self, key: str, frames: np.ndarray, *, index: int, label: int = -1, domain: str | None = None,
+    def add_video(self, key: str, frames: np.ndarray | EncodedVideo, *, index: int, label: int = -1, domain: str | None = None,
                   fps: float = 0.0, source: str = "", decoder: str = "",
                   extras: dict[str, np.ndarray] | None = None) -> None:
-        """Add one video: ``frames`` is (T, H, W, C) (uint8 for clips; uint8/float16 for flow)."""
+        """Add one video: ``frames`` is (T, H, W, C) (uint8 for clips; uint8/float16 for flow), or the same already
+        encoded by :func:`encode_video` (extract's workers encode, the writer only writes)."""
         if key in self.done_keys:
             return
-        frames = np.asarray(frames)
-        if frames.ndim != 4:
+        if not isinstance(frames, EncodedVideo):
+            frames = np.asarray(frames)
+        elif frames.encoding != stored_encoding(self.encoding, frames.dtype, frames.shape):
+            raise StoreError(f"video {key}: encoded as {frames.encoding} for a {self.encoding} store",
+                             "this is a bug in the caller")
+        if len(frames.shape) != 4:
             raise StoreError(f"video {key}: expected a (T, H, W, C) array, got shape {frames.shape}",
                              "this is a bug in the caller")
         with output_errors(self.path):
@@ -261,8 +292,8 @@ class VideoStoreWriter:
                         self._seg_bytes)
             f = self._ensure_segment()
             row = len(self._seg_rows["key"])  # videos only: add_error also counts in _seg_n
-            _write_array(f["data"], f"{row:08d}", frames, self.encoding if frames.dtype == np.uint8 and
-                         frames.shape[-1] in (1, 3) else "raw", self.quality, self.chunk_frames)
+            _write_array(f["data"], f"{row:08d}", frames, stored_encoding(self.encoding, frames.dtype, frames.shape),
+                         self.quality, self.chunk_frames)
             for name, arr in (extras or {}).items():
                 g = f.require_group(f"extras/{name}")
                 _write_array(g, f"{row:08d}", np.asarray(arr), "raw", 0, self.chunk_frames)
@@ -587,6 +618,20 @@ def merge_video_segments(inputs: list[str], out_path: str, header: Any = None, c
             f.close()
 
 
+def _is_jpeg(ds: h5py.Dataset) -> bool:
+    return ds.dtype == object or h5py.check_vlen_dtype(ds.dtype) is not None
+
+
+def _read_rows(ds: h5py.Dataset, uniq: np.ndarray):
+    """Rows ``uniq`` (sorted, unique) of a dataset in one HDF5 read: a slice when they are dense, else a point
+    selection (reading a vlen dataset element by element costs ~10x more per frame)."""
+    lo, hi = int(uniq[0]), int(uniq[-1]) + 1
+    if hi - lo <= 2 * len(uniq):
+        block = ds[lo:hi]
+        return block if hi - lo == len(uniq) else block[uniq - lo]
+    return ds[uniq]
+
+
 def check_on_read() -> bool:
     """Whether readers verify checksums on read: ``vdgtool --check VERB`` or VDGTOOL_CHECK=1."""
     return os.environ.get("VDGTOOL_CHECK", "").strip().lower() not in ("", "0", "false", "no")
@@ -662,25 +707,57 @@ class VideoStore(StoreReader):
             self._verified.add((group, extra, int(row)))
         return ds
 
-    def read(self, row: int, frames: Iterable[int] | None = None) -> np.ndarray:
-        """Frames of video ``row`` (all, or the given indices, repeats and any order allowed)."""
+    def read(self, row: int, frames: Iterable[int] | None = None, min_size: int | None = None) -> np.ndarray:
+        """Frames of video ``row`` (all, or the given indices, repeats and any order allowed).
+
+        ``min_size``: JPEG frames may be decoded at 1/2, 1/4 or 1/8 of their stored size in the DCT domain, the
+        largest reduction that keeps the short side at least ``min_size`` (faster; see :meth:`jpeg_scale`).
+        Raw frames, and ``None``, give the stored size.
+        """
+        ds = self._clip_dataset(row)
+        return self._read_checked(ds, frames, row, min_size)
+
+    def _clip_dataset(self, row: int) -> h5py.Dataset:
         ds = self._dataset("data", row)
-        jpeg = ds.dtype == object or h5py.check_vlen_dtype(ds.dtype) is not None
-        if not jpeg and (ds.ndim != 4 or (self.kind == "clips" and ds.dtype != np.uint8)):
+        if not _is_jpeg(ds) and (ds.ndim != 4 or (self.kind == "clips" and ds.dtype != np.uint8)):
             raise StoreError(f"video {self.meta['key'][row]} in {self.path} is a {ds.dtype} array of shape "
                              f"{ds.shape}; a {self.kind} store holds {'uint8 ' if self.kind == 'clips' else ''}"
                              "(T, H, W, C) arrays", f"re-create the store; vdgtool store verify {self.path} "
                                                     "lists every such video")
-        return self._read_checked(ds, frames, row)
+        return ds
 
-    def _read_checked(self, ds, frames, row):
+    def jpeg_scale(self, row: int, min_size: int | None) -> int:
+        """The DCT-domain reduction (1, 2, 4 or 8) :meth:`read` applies to video ``row`` for ``min_size``."""
+        if not min_size or self.encoding != "jpeg":
+            return 1
+        return choose_scale(int(self.meta["height"][row]), int(self.meta["width"][row]), min_size)
+
+    def read_jpeg(self, row: int, frames: Iterable[int]) -> list[np.ndarray]:
+        """The stored JPEG files of the given frames of video ``row`` (repeats and any order allowed), undecoded:
+        for decoding elsewhere, e.g. a batch on the GPU (nvJPEG)."""
+        ds = self._clip_dataset(row)
+        if not _is_jpeg(ds):
+            raise StoreError(f"video {self.meta['key'][row]} in {self.path} is not stored as JPEG",
+                             "decode raw stores on the CPU (--decode cpu)")
         try:
-            return self._read_ds(ds, frames)
+            idx = self._check_index(ds, frames)
+            uniq, inv = np.unique(idx, return_inverse=True)
+            bufs = _read_rows(ds, uniq) if idx.size else []
         except (OSError, KeyError, ValueError, TypeError) as exc:
-            key = self.meta["key"][row] if 0 <= int(row) < len(self) else row
-            raise StoreError(f"video {key} (row {row}) in {self.path} cannot be read "
-                             f"({exc.__class__.__name__}: {' '.join(str(exc).split())[:120]})",
-                             f"the store is damaged; run vdgtool store verify {self.path} and re-create it") from None
+            raise self._unreadable(row, exc) from None
+        return [bufs[int(k)] for k in inv]
+
+    def _read_checked(self, ds, frames, row, min_size=None):
+        try:
+            return self._read_ds(ds, frames, self.jpeg_scale(row, min_size))
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise self._unreadable(row, exc) from None
+
+    def _unreadable(self, row, exc) -> StoreError:
+        key = self.meta["key"][row] if 0 <= int(row) < len(self) else row
+        return StoreError(f"video {key} (row {row}) in {self.path} cannot be read "
+                          f"({exc.__class__.__name__}: {' '.join(str(exc).split())[:120]})",
+                          f"the store is damaged; run vdgtool store verify {self.path} and re-create it")
 
     def read_extra(self, name: str, row: int, frames: Iterable[int] | None = None) -> np.ndarray:
         if name not in self.extras:
@@ -688,27 +765,26 @@ class VideoStore(StoreReader):
                              "re-create the store with the option that saves them")
         return self._read_checked(self._dataset("extras", row, name), frames, row)
 
-    def _read_ds(self, ds: h5py.Dataset, frames) -> np.ndarray:
-        jpeg = ds.dtype == object or h5py.check_vlen_dtype(ds.dtype) is not None
-        if frames is None:
-            if jpeg:
-                return np.stack([decode_jpeg(b) for b in ds[()]]) if ds.shape[0] else np.zeros(
-                    tuple(ds.attrs["shape"]), np.uint8)
-            return ds[()]
+    def _check_index(self, ds: h5py.Dataset, frames) -> np.ndarray:
         idx = np.asarray(list(frames), dtype=np.int64).reshape(-1)
         n = ds.shape[0]
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise StoreError(f"frame index out of range 0..{n - 1} in {self.path}", "this is a sampler bug")
+        return idx
+
+    def _read_ds(self, ds: h5py.Dataset, frames, scale: int = 1) -> np.ndarray:
+        jpeg = _is_jpeg(ds)
+        if frames is None:
+            if jpeg:
+                if not ds.shape[0]:
+                    return np.zeros(tuple(ds.attrs["shape"]), np.uint8)
+                return decode_jpegs(ds[()], scale)
+            return ds[()]
+        idx = self._check_index(ds, frames)
         if idx.size == 0:
             shape = tuple(ds.attrs["shape"])[1:] if jpeg else ds.shape[1:]
             return np.zeros((0,) + tuple(int(v) for v in shape), np.uint8 if jpeg else ds.dtype)
-        if idx.size and (idx.min() < 0 or idx.max() >= n):
-            raise StoreError(f"frame index out of range 0..{n - 1} in {self.path}", "this is a sampler bug")
         uniq, inv = np.unique(idx, return_inverse=True)
-        if jpeg:
-            dec = np.stack([decode_jpeg(ds[int(i)]) for i in uniq])
-        else:
-            lo, hi = int(uniq[0]), int(uniq[-1]) + 1
-            if hi - lo <= 2 * len(uniq):
-                dec = ds[lo:hi][uniq - lo]
-            else:
-                dec = ds[uniq]
-        return dec[inv]
+        # one HDF5 read for the sampled frames; JPEG: each sampled frame decoded once, straight into the output
+        dec = decode_jpegs(_read_rows(ds, uniq), scale) if jpeg else _read_rows(ds, uniq)
+        return dec if len(uniq) == len(idx) and not np.any(np.diff(idx) < 0) else dec[inv]

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 _CMDLINE: list[str] | None = None
 
 _TRACKED = ("torch", "torchvision", "numpy", "h5py", "opencv-python-headless", "opencv-python",
-            "decord", "av", "timm", "Pillow")
+            "decord", "av", "timm", "Pillow", "simplejpeg", "torchcodec")
 
 
 def set_command_line(argv: list[str]) -> None:

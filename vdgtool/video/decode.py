@@ -3,7 +3,14 @@
 Order of readers: decord (fast on MPEG-4 / MJPEG, applies rotation metadata), then PyAV (any FFmpeg
 format); animated GIFs are read with Pillow, which honours per-frame durations and disposal methods
 (decord cannot read GIFs at all). Frame folders (mmaction "rawframes") are read with OpenCV.
-The reader that produced the frames is returned so it can be recorded in the store.
+The reader that produced the frames is returned so it can be recorded in the store. ``torchcodec`` (PyTorch's
+decoder, CUDA/NVDEC with ``device="cuda"``) is an optional reader (``pip install 'vdgtool[torchcodec]'``).
+
+Resizing (``DecodeOptions.resize``): ``"decoder"`` (default) converts each decoded frame to RGB at the output
+size inside the decoder (decord's ``width``/``height``, PyAV's reformatter with swscale's bilinear filter as decord uses, torchcodec's
+``Resize``), which costs less than converting at full size; ``"area"`` converts at full size and resizes with
+OpenCV's area filter (the behaviour before issue 17). Readers hand frames over in batches
+(``decode(..., on_batch=fn)``), so a caller can encode one batch while the next is decoded.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vdgtool.errors import DecodeError, InputError
+from vdgtool.errors import DecodeError, InputError, VdgError
 
 VIDEO_EXTS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
 GIF_EXTS = (".gif",)
@@ -29,6 +36,11 @@ class LimitExceeded(DecodeError):
 #: clips stay far below; long videos want --fps or --max-frames anyway).
 MAX_PIXELS = 40_000_000
 FRAME_LIMIT = 30_000
+#: how frames are brought to the output size (DecodeOptions.resize)
+RESIZE_MODES = ("decoder", "area")
+#: readers of video files, in the order ``decoders="auto"`` tries them
+DECODERS = ("decord", "pyav", "torchcodec")
+AUTO_DECODERS = ("decord", "pyav")
 
 
 @dataclass
@@ -39,6 +51,9 @@ class DecodeOptions:
     (None = keep every ``stride``-th frame). ``max_frames``: cap on the number of stored frames.
     ``max_pixels`` / ``frame_limit``: a source whose frames are larger, or that would give more stored
     frames, is refused before decoding (limits, not conventions: they are not recorded in stores).
+    ``resize``: ``"decoder"`` (RGB conversion at the output size inside the decoder) or ``"area"`` (full-size
+    conversion, then OpenCV's area filter); recorded in the conventions. ``device``: where torchcodec decodes
+    (``cuda`` = NVDEC); the other readers decode on the CPU.
     """
 
     size: int | tuple[int, int] | None = None
@@ -47,9 +62,14 @@ class DecodeOptions:
     max_frames: int | None = None
     max_pixels: int = MAX_PIXELS
     frame_limit: int = FRAME_LIMIT
+    resize: str = "decoder"
+    device: str = "cpu"
 
     def __post_init__(self):
         import math
+
+        if self.resize not in RESIZE_MODES:
+            raise InputError(f"unknown resize mode '{self.resize}'", f"use one of {', '.join(RESIZE_MODES)}")
 
         if self.fps is not None and (not isinstance(self.fps, (int, float)) or not math.isfinite(self.fps)
                                      or self.fps <= 0):
@@ -83,7 +103,7 @@ class DecodeOptions:
     def to_conventions(self) -> dict:
         return {"size": list(self.size) if isinstance(self.size, tuple) else self.size,
                 "fps": self.fps, "stride": self.stride, "max_frames": self.max_frames,
-                "colour_space": "RGB", "layout": "THWC"}
+                "colour_space": "RGB", "layout": "THWC", "resize": self.resize}
 
 
 def parse_size(text: str | int | None):
@@ -239,7 +259,7 @@ def _import_decord():
     return decord
 
 
-def _decode_decord(path: str, opts: DecodeOptions):
+def _decode_decord(path: str, opts: DecodeOptions, emit):
     decord = _import_decord()
 
     decord.bridge.set_bridge("native")
@@ -247,35 +267,47 @@ def _decode_decord(path: str, opts: DecodeOptions):
     wh = _probe_size(path)
     if wh:
         opts.check_area(path, *wh)
+    target = None
+    if wh and opts.size is not None and opts.resize == "decoder":
+        th, tw = _target_hw(wh[1], wh[0], opts.size)
+        if (th, tw) != (wh[1], wh[0]):
+            target = (th, tw)
     with _silenced_stderr():
-        vr = decord.VideoReader(path, num_threads=1)
+        vr = decord.VideoReader(path, num_threads=1, **({"width": target[1], "height": target[0]} if target else {}))
     n = len(vr)
     src_fps = float(vr.get_avg_fps() or 0.0)
     if n == 0:
         raise DecodeError(f"{path} has no frames", "check the file")
     idx = select_indices(n, src_fps, opts, path=path).tolist()
-    out = []
     for s in range(0, len(idx), _DECORD_BATCH):
         with _silenced_stderr():
             batch = vr.get_batch(idx[s:s + _DECORD_BATCH]).asnumpy()
         if s == 0 and not wh and len(batch):
             opts.check_area(path, batch.shape[2], batch.shape[1])
-        out.extend(resize_frame(fr, opts.size) for fr in batch)  # resize now: never hold full-size video
-    if not out:
-        raise DecodeError(f"{path} decoded to zero frames", "the file is empty or corrupt; re-download it")
-    return np.stack(out), src_fps, n
+        if s == 0 and target and batch.shape[1:3] != target:
+            # rotation metadata: decord scaled before rotating; decode at full size and resize instead
+            with _silenced_stderr():
+                vr = decord.VideoReader(path, num_threads=1)
+                batch = vr.get_batch(idx[s:s + _DECORD_BATCH]).asnumpy()
+            target = None
+        emit(batch if target else resize_frames(batch, opts.size))  # never hold full-size video
+    return src_fps, n
 
 
-def _decode_pyav(path: str, opts: DecodeOptions):
+def _decode_pyav(path: str, opts: DecodeOptions, emit):
     """Stream-decode with PyAV, keeping (and resizing) only the selected frames.
 
     Frame selection matches :func:`select_indices`: a fixed stride, or for ``fps`` the latest frame
-    whose timestamp is at or before each target time ``j / fps``.
+    whose timestamp is at or before each target time ``j / fps``. Kept frames are converted to RGB at the output
+    size by one reformatter per video (swscale's bilinear filter, as decord; ``resize="area"``: full size, then OpenCV).
     """
     import av
+    from av.video.reformatter import VideoReformatter
 
     stride = max(1, int(opts.stride))
     cap = int(opts.max_frames) if opts.max_frames else None
+    reformatter = VideoReformatter() if opts.resize == "decoder" and opts.size is not None else None
+    batch = _Batcher(emit)
     with av.open(path) as container:
         if not container.streams.video:
             raise DecodeError(f"{path} has no video stream", "check the file")
@@ -285,7 +317,6 @@ def _decode_pyav(path: str, opts: DecodeOptions):
         src_fps = float(stream.average_rate or stream.guessed_rate or 0.0)
         limit = min(cap, opts.frame_limit) if cap else opts.frame_limit
         use_fps = bool(opts.fps and opts.fps > 0 and src_fps)
-        frames: list[np.ndarray] = []
         n = 0
         t0 = None
         prev = None
@@ -293,10 +324,10 @@ def _decode_pyav(path: str, opts: DecodeOptions):
         j = 0  # next target time index (fps mode)
 
         def full():
-            if cap is not None and len(frames) >= cap:
+            if cap is not None and batch.count >= cap:
                 return True
-            if len(frames) > limit:
-                opts.check_count(path, len(frames))
+            if batch.count > limit:
+                opts.check_count(path, batch.count)
             return False
 
         for fr in container.decode(stream):
@@ -309,15 +340,15 @@ def _decode_pyav(path: str, opts: DecodeOptions):
             if use_fps:
                 # targets strictly before this frame's time take the previous frame
                 while prev is not None and j / opts.fps + 1e-6 < ts and not full():
-                    frames.append(prev)
+                    batch.add(prev)
                     j += 1
                 if full():
                     break
-                prev, prev_ts = _pyav_rgb(fr, opts.size), ts
+                prev, prev_ts = _pyav_rgb(fr, opts.size, reformatter), ts
             else:
                 if k % stride:
                     continue
-                frames.append(_pyav_rgb(fr, opts.size))
+                batch.add(_pyav_rgb(fr, opts.size, reformatter))
                 if full():
                     break
         if full() and stream.frames:
@@ -325,19 +356,115 @@ def _decode_pyav(path: str, opts: DecodeOptions):
         if use_fps and prev is not None and not full():
             duration = prev_ts + 1.0 / src_fps
             while j / opts.fps < duration - 1e-9 and not full():
-                frames.append(prev)
+                batch.add(prev)
                 j += 1
-    if not frames:
-        raise DecodeError(f"{path} decoded to zero frames", "the file is empty or corrupt; re-download it")
-    return np.stack(frames), src_fps, n
+    batch.flush()
+    return src_fps, n
 
 
-def _pyav_rgb(fr, size) -> np.ndarray:
-    img = fr.to_ndarray(format="rgb24")
+class _Batcher:
+    """Collects single frames and hands them on in batches of ``_DECORD_BATCH``."""
+
+    def __init__(self, emit):
+        self.emit = emit
+        self.frames: list[np.ndarray] = []
+        self.count = 0
+
+    def add(self, fr: np.ndarray) -> None:
+        self.frames.append(fr)
+        self.count += 1
+        if len(self.frames) >= _DECORD_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.frames:
+            self.emit(np.stack(self.frames))
+            self.frames = []
+
+
+def _pyav_rgb(fr, size, reformatter=None) -> np.ndarray:
     rot = getattr(fr, "rotation", 0) or 0
+    if reformatter is not None and not rot:
+        th, tw = _target_hw(fr.height, fr.width, size)
+        return reformatter.reformat(fr, width=tw, height=th, format="rgb24", interpolation="BILINEAR").to_ndarray()
+    img = fr.to_ndarray(format="rgb24")
     if rot:
         img = np.ascontiguousarray(np.rot90(img, k=int(round(rot / 90.0)) % 4))
     return resize_frame(img, size)
+
+
+def _import_torchcodec():
+    """torchcodec's VideoDecoder, or a one-line ConfigError naming the extra or the missing FFmpeg libraries."""
+    from vdgtool.errors import ConfigError
+
+    try:
+        import torchcodec  # noqa: F401
+    except ImportError:
+        raise ConfigError("the torchcodec decoder is not installed", "pip install 'vdgtool[torchcodec]'") from None
+    try:
+        from torchcodec.decoders import VideoDecoder
+    except (ImportError, OSError, RuntimeError) as exc:
+        text = " ".join(str(exc).split())
+        lib = next((w for w in text.split() if w.startswith("libav") and ".so" in w), "")
+        raise ConfigError(f"torchcodec cannot load the FFmpeg libraries{f' ({lib.rstrip(chr(58))})' if lib else ''}",
+                          "install FFmpeg's shared libraries, version 4 to 8 (e.g. apt install ffmpeg, or conda "
+                          "install ffmpeg), or use --decoder decord/pyav") from None
+    return VideoDecoder
+
+
+def decoder_chain(name: str) -> tuple[str, ...]:
+    """The readers ``--decoder NAME`` tries, in order: ``auto`` = decord then PyAV; ``torchcodec`` = torchcodec, with
+    decord and PyAV for the files it cannot finish (each video's reader is recorded in the store)."""
+    chains = {"auto": AUTO_DECODERS, "decord": ("decord",), "pyav": ("pyav",),
+              "torchcodec": ("torchcodec",) + AUTO_DECODERS}
+    if name not in chains:
+        raise InputError(f"unknown decoder '{name}'", f"use one of {', '.join(chains)}")
+    return chains[name]
+
+
+def check_decoders(decoders) -> None:
+    """Refuse, before any video is read, a decoder choice that cannot work here (one line, exit 1)."""
+    if "torchcodec" in decoders:
+        _import_torchcodec()
+
+
+def _decode_torchcodec(path: str, opts: DecodeOptions, emit):
+    VideoDecoder = _import_torchcodec()
+    wh = _probe_size(path)
+    if wh:
+        opts.check_area(path, *wh)
+    kw = {}
+    target = None
+    if wh and opts.size is not None and opts.resize == "decoder":
+        th, tw = _target_hw(wh[1], wh[0], opts.size)
+        if (th, tw) != (wh[1], wh[0]):
+            from torchcodec.transforms import Resize
+
+            target = (th, tw)
+            kw["transforms"] = [Resize((th, tw))]
+    try:
+        dec = VideoDecoder(path, device=opts.device, dimension_order="NHWC", num_ffmpeg_threads=1,
+                           seek_mode="exact", **kw)
+    except (ValueError, RuntimeError) as exc:
+        raise DecodeError(f"torchcodec cannot open {path} ({' '.join(str(exc).split())[:160]})",
+                          "the file is corrupt or not a video") from None
+    md = dec.metadata
+    if not wh:
+        opts.check_area(path, md.width, md.height)
+    n = int(len(dec))
+    # the header's rate, as decord and PyAV report it (the scanned average differs on some files)
+    src_fps = float(getattr(md, "average_fps_from_header", None) or md.average_fps or 0.0)
+    if n == 0:
+        raise DecodeError(f"{path} has no frames", "check the file")
+    idx = select_indices(n, src_fps, opts, path=path).tolist()
+    for s in range(0, len(idx), _DECORD_BATCH):
+        try:
+            batch = dec.get_frames_at(idx[s:s + _DECORD_BATCH]).data.cpu().numpy()
+        except RuntimeError as exc:  # 0.17 stops 1-2 frames early on some MPEG-4 AVIs: the next reader takes it
+            raise DecodeError(f"torchcodec stopped before frame {idx[min(len(idx), s + _DECORD_BATCH) - 1]} of {n} "
+                              f"({' '.join(str(exc).split())[:100]})", "another reader decodes it") from None
+        emit(batch if target else resize_frames(batch, opts.size))
+    return src_fps, n
 
 
 def read_gif(path: str, size=None, max_pixels: int = MAX_PIXELS, frame_limit: int = FRAME_LIMIT):
@@ -425,12 +552,45 @@ def _decode_frame_dir(path: str, opts: DecodeOptions, fps: float = 30.0):
     return np.stack(frames), fps, len(names)
 
 
-def decode(path: str, opts: DecodeOptions | None = None, decoders: tuple[str, ...] = ("decord", "pyav")):
+class _Collect:
+    """The frames a reader emits, with the channel conventions of stores applied (grey -> RGB)."""
+
+    def __init__(self, on_batch=None):
+        self.on_batch = on_batch
+        self.parts: list[np.ndarray] = []
+        self.count = 0
+
+    def __call__(self, batch: np.ndarray) -> None:
+        batch = np.ascontiguousarray(batch)
+        if batch.ndim == 3:
+            batch = batch[..., None]
+        if batch.shape[-1] == 1:
+            batch = batch.repeat(3, axis=-1)
+        if not len(batch):
+            return
+        self.count += len(batch)
+        if self.on_batch is None:
+            self.parts.append(batch)
+        else:
+            self.on_batch(batch)
+
+    def reset(self) -> None:
+        """A reader failed after emitting frames: forget them (the next reader starts again)."""
+        if self.count and self.on_batch is not None:
+            self.on_batch(None)
+        self.parts, self.count = [], 0
+
+
+def decode(path: str, opts: DecodeOptions | None = None, decoders: tuple[str, ...] = AUTO_DECODERS,
+           on_batch=None):
     """Decode ``path`` -> (frames uint8 (T,H,W,3), info dict with fps, decoder, source_frames).
 
-    Raises :class:`DecodeError` with the reason of every reader that failed.
+    ``on_batch``: called with each batch of frames (N, H, W, 3) as it is decoded, instead of returning them
+    (frames is then None); called with None when a reader failed after some batches and the next reader starts
+    again. Raises :class:`DecodeError` with the reason of every reader that failed.
     """
     opts = opts or DecodeOptions()
+    out = _Collect(on_batch)
     kind = file_kind(path)
     if kind == "missing":
         raise DecodeError(f"{path} does not exist", "check the manifest or folder")
@@ -439,25 +599,31 @@ def decode(path: str, opts: DecodeOptions | None = None, decoders: tuple[str, ..
                           "only regular files and frame folders are inputs; remove it from the dataset")
     if kind == "dir":
         frames, src_fps, n = _decode_frame_dir(path, opts)
+        out(frames)
         decoder = "frames"
     elif path.lower().endswith(GIF_EXTS) or _is_gif(path):
         frames, src_fps, n = _decode_gif(path, opts)
+        out(frames)
         decoder = "pil"
     else:
         if os.path.getsize(path) == 0:
             raise DecodeError(f"{path} is an empty file", "re-download it")
         errors = []
-        frames = None
-        readers = {"decord": _decode_decord, "pyav": _decode_pyav}
+        decoder = None
+        readers = {"decord": _decode_decord, "pyav": _decode_pyav, "torchcodec": _decode_torchcodec}
         for name in decoders:
             if name not in readers:
                 raise InputError(f"unknown decoder '{name}'", f"use {' or '.join(readers)}")
             fn = readers[name]
             try:
-                frames, src_fps, n = fn(path, opts)
+                src_fps, n = fn(path, opts, out)
+                if not out.count:
+                    raise DecodeError(f"{path} decoded to zero frames",
+                                      "the file is empty or corrupt; re-download it")
                 decoder = name
                 break
             except ImportError as exc:
+                out.reset()
                 errors.append(f"{name}: not installed ({exc})")
             except LimitExceeded:
                 raise  # the same limit holds for every reader
@@ -466,19 +632,21 @@ def decode(path: str, opts: DecodeOptions | None = None, decoders: tuple[str, ..
                                   "lower --size, --fps or --max-frames (or --frame-limit), or use fewer --workers") \
                     from None
             except DecodeError as exc:
+                out.reset()
                 errors.append(f"{name}: {exc.cause}")
+            except VdgError:
+                raise  # a configuration problem (torchcodec cannot load), not a bad file
             except Exception as exc:  # decoders raise many types on corrupt data
+                out.reset()
                 errors.append(f"{name}: {exc.__class__.__name__}: {' '.join(str(exc).split())[:160]}")
-        if frames is None:
+        if decoder is None:
             raise DecodeError(f"cannot decode {path} ({'; '.join(errors)})",
                               "the file is corrupt, truncated or not a video")
-    if frames.shape[0] == 0:
+    if out.count == 0:
         raise DecodeError(f"{path} gave zero frames with these options", "lower --fps/--stride")
-    if frames.ndim == 3:
-        frames = frames[..., None]
-    if frames.shape[-1] == 1:
-        frames = frames.repeat(3, axis=-1)
-    frames = resize_frames(np.ascontiguousarray(frames), opts.size)  # no-op: readers resize per frame
+    frames = None
+    if on_batch is None:
+        frames = np.concatenate(out.parts) if len(out.parts) > 1 else out.parts[0]
     return frames, {"fps": _out_fps(src_fps, opts), "source_fps": src_fps, "decoder": decoder,
                     "source_frames": int(n)}
 

@@ -1,4 +1,10 @@
-"""``vdgtool extract``: decode a dataset into a clip store (streaming, parallel, sharded, resumable)."""
+"""``vdgtool extract``: decode a dataset into a clip store (streaming, parallel, sharded, resumable).
+
+Pipeline: each video is decoded in batches (resized inside the decoder) and every batch is JPEG-encoded as soon
+as it is decoded, so a worker never holds more than one decoded batch; with ``workers`` > 0, decoding and
+encoding run in worker processes and the main process only writes (one HDF5 writer), in manifest order, so the
+store is the same whatever the number of workers.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,14 @@ import os
 from dataclasses import dataclass, field
 
 from vdgtool.errors import DecodeError, InputError
-from vdgtool.stores.video import VideoStoreWriter
+import numpy as np
+
+from vdgtool.stores.jpeg import encode_jpeg, encoder_name
+from vdgtool.stores.video import EncodedVideo, VideoStoreWriter, encode_video, join_encoded
 from vdgtool.utils.env import shard_items
 from vdgtool.utils.log import get_logger, progress
 from vdgtool.utils.provenance import make_provenance
-from vdgtool.video.decode import DecodeOptions, LimitExceeded, decode
+from vdgtool.video.decode import AUTO_DECODERS, DecodeOptions, LimitExceeded, check_decoders, decode
 from vdgtool.video.manifest import Item, Manifest
 
 log = get_logger("extract")
@@ -42,13 +51,40 @@ def _init_worker() -> None:
         pass
 
 
+@dataclass(frozen=True)
+class _Job:
+    """What every worker needs besides the item (sent with each task; small)."""
+
+    opts: DecodeOptions
+    encoding: str
+    quality: int
+    decoders: tuple
+
+
+def _decode_encoded(path: str, job: _Job) -> tuple[EncodedVideo, dict]:
+    """Decode ``path`` and encode each batch as it arrives (only one decoded batch is ever held)."""
+    parts: list = []
+    jpeg = job.encoding == "jpeg"  # decode() always gives uint8 RGB, which a JPEG store encodes
+
+    def on_batch(batch):
+        if batch is None:  # a reader failed half-way; the next one starts again
+            parts.clear()
+        else:
+            parts.append((tuple(batch.shape), encode_jpeg(batch, job.quality)) if jpeg else batch)
+
+    _, info = decode(path, job.opts, job.decoders, on_batch=on_batch)
+    if jpeg:
+        return join_encoded(parts), info
+    return encode_video(np.concatenate(parts) if len(parts) > 1 else parts[0], "raw"), info
+
+
 def _work(args):
-    item, opts = args
+    item, job = args
     if item.error:  # known bad before decoding (an unreadable class folder)
         return item, None, None, item.error
     try:
-        frames, info = decode(item.path, opts)
-        return item, frames, info, None
+        enc, info = _decode_encoded(item.path, job)
+        return item, enc, info, None
     except LimitExceeded as exc:  # its remedy names the option that lets the file through
         return item, None, None, str(exc)
     except DecodeError as exc:
@@ -63,12 +99,17 @@ def _work(args):
 def extract(manifest: Manifest, out: str, *, opts: DecodeOptions | None = None, encoding: str = "jpeg",
             jpeg_quality: int = 90, workers: int = 0, num_shards: int = 1, shard_index: int = 0,
             resume: bool = False, overwrite: bool = False, seed: int = 0, limit: int | None = None,
-            inputs: list[str] | None = None) -> ExtractResult:
+            inputs: list[str] | None = None, decoders: tuple[str, ...] = AUTO_DECODERS) -> ExtractResult:
     """Decode every item of ``manifest`` (this shard's part) into a clip store at ``out``.
+
+    ``decoders``: the readers to try in order (``("torchcodec",)`` needs the extra; refused up front when it
+    cannot load). The store's content does not depend on ``workers``.
 
     Bad inputs are recorded in the store's ``/errors`` table and in the result, never raised.
     """
     opts = opts or DecodeOptions()
+    decoders = tuple(decoders)
+    check_decoders(decoders)
     if not manifest.items:
         raise InputError(f"no videos were found in {manifest.root}", "check the input folder or manifest")
     items: list[Item] = shard_items(manifest.items, num_shards, shard_index)
@@ -76,7 +117,8 @@ def extract(manifest: Manifest, out: str, *, opts: DecodeOptions | None = None, 
         items = items[:limit]
     conventions = opts.to_conventions()
     conventions.update({"num_shards": num_shards, "shard_index": shard_index})
-    prov = make_provenance(seed=seed, parents=inputs or [manifest.root], manifest_form=manifest.form)
+    prov = make_provenance(seed=seed, parents=inputs or [manifest.root], manifest_form=manifest.form,
+                           jpeg_encoder=encoder_name() if encoding == "jpeg" else None, decoders=list(decoders))
     # every shard, and a resumed run, sees the same domain list (in manifest order)
     domains: list[str] = []
     for it in manifest.items:
@@ -91,14 +133,15 @@ def extract(manifest: Manifest, out: str, *, opts: DecodeOptions | None = None, 
     if res.skipped_resume:
         log.info("resuming: %d of %d videos already done", res.skipped_resume, len(items))
     class_index = {c: i for i, c in enumerate(manifest.classes)}
+    job = _Job(opts, encoding, int(jpeg_quality), decoders)
     pool = None
     try:
         if workers and workers > 0 and len(todo) > 1:
             ctx = mp.get_context("spawn" if os.name == "nt" else "forkserver")
             pool = ctx.Pool(min(workers, len(todo)), initializer=_init_worker)
-            results = _bounded_imap(pool, todo, opts, window=2 * workers)
+            results = _bounded_imap(pool, todo, job, window=2 * workers)
         else:
-            results = map(_work, ((it, opts) for it in todo))
+            results = map(_work, ((it, job) for it in todo))
         for item, frames, info, err in progress(results, total=len(todo), desc="extract", unit="video"):
             if err is not None:
                 log.warning("skipped %s: %s", item.path, err)
@@ -131,23 +174,23 @@ def extract(manifest: Manifest, out: str, *, opts: DecodeOptions | None = None, 
     return res
 
 
-def _bounded_imap(pool, todo, opts, window: int):
+def _bounded_imap(pool, todo, job: _Job, window: int):
     """Ordered results of ``_work`` over ``todo`` with at most ``window`` decoded videos in flight.
 
     ``Pool.imap`` would queue every task at once and let finished (decoded) videos pile up in memory
-    when writing is slower than decoding; a sliding window keeps memory bounded.
+    when writing is slower than decoding; a sliding window keeps memory bounded (videos arrive encoded).
     """
     from collections import deque
 
     pending: deque = deque()
     it = iter(todo)
     for item in it:
-        pending.append(pool.apply_async(_work, ((item, opts),)))
+        pending.append(pool.apply_async(_work, ((item, job),)))
         if len(pending) >= window:
             break
     while pending:
         res = pending.popleft().get()
         nxt = next(it, None)
         if nxt is not None:
-            pending.append(pool.apply_async(_work, ((nxt, opts),)))
+            pending.append(pool.apply_async(_work, ((nxt, job),)))
         yield res
