@@ -59,12 +59,40 @@ def make_data(d: str, seed: int, env) -> None:
                 "--overwrite")
 
 
+#: the four gamma models of the paper's ensemble (apn-ada is gamma = 0.01)
+GAMMA_MEMBERS = ("apn-ada-g0.001", "apn-ada", "apn-ada-g0.1", "apn-ada-g1")
+TARGETS = ("control", "onset", "tempo", "absence")
+
+
+def gamma_ensemble(d: str) -> None:
+    """``vdgtool eval`` of the gamma members' best.pt (source-val selection) on every target's test split,
+    both rules -> ``d/gamma_ensemble.json`` ({rule: {target: eval result}})."""
+    import json
+
+    from vdgtool.evaluate.run import evaluate
+
+    runs = [f"{d}/{m}" for m in GAMMA_MEMBERS]
+    if not all(os.path.isfile(f"{r}/done") for r in runs):
+        return
+    res = {rule: {t: evaluate(runs[0], [f"{d}/{t}_test.h5"], ensemble=runs[1:], ensemble_rule=rule)
+                  for t in TARGETS} for rule in ("maxconf", "mean")}
+    keep = ("top1", "n", "ensemble")
+    with open(f"{d}/gamma_ensemble.json", "w") as f:
+        json.dump({r: {t: {k: v[k] for k in keep} for t, v in x.items()} for r, x in res.items()}, f, indent=1)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out")
     ap.add_argument("--seeds", nargs="+", type=int, required=True)
-    ap.add_argument("--arms", nargs="+", required=True, choices=sorted(ARMS))
+    ap.add_argument("--arms", nargs="+", default=[], choices=sorted(ARMS))
+    ap.add_argument("--ensemble", action="store_true",
+                    help="evaluate the gamma ensemble (GAMMA_MEMBERS, best.pt) of every seed that has all members")
     a = ap.parse_args(argv)
+    if a.ensemble:
+        for s in a.seeds:
+            gamma_ensemble(f"{a.out}/seed{s}")
+        return
     env = {k: os.environ.get(k, v) for k, v in
            {"VPC": "12", "EPOCHS": "8", "BATCH": "8", "LR": "0.002", "SIZE": "32", "FRAMES": "16"}.items()}
     for s in a.seeds:
