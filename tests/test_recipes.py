@@ -151,3 +151,18 @@ def test_apn_toy_erm(tmp_path):
     rows = [line.split() for line in r.stdout.splitlines() if line.startswith("apn")]
     assert [(x[0], x[1]) for x in rows] == [("apn@padding_masks=false", "val"), ("apn@padding_masks=false", "oracle")]
     assert len(rows[0]) == 2 + 5 and len(rows[1]) == 2 + 4  # source_val + 4 targets; oracle: targets only
+
+
+def test_apn_benchmark_toy_fallback_with_the_gamma_ensemble(tmp_path):
+    """benchmark.sh without a dataset: toy_ada.py trains the four gamma members, evaluates their ensemble
+    and prints both tables (accuracies with the perturbation norms; the ensemble's rules and members)."""
+    out = tmp_path / "apn"
+    r = run_recipe(RECIPES / "apn" / "benchmark.sh", tmp_path, OUT=out, SEEDS=0, EPOCHS=1, VPC=2, FRAMES=10,
+                   ARMS="apn-ada-g0.001 apn-ada apn-ada-g0.1 apn-ada-g1")
+    ens = json.loads((out / "seed0/gamma_ensemble.json").read_text())
+    assert set(ens) == {"maxconf", "mean"} and set(ens["maxconf"]) == {"control", "onset", "tempo", "absence"}
+    members = ens["maxconf"]["onset"]["ensemble"]["members"]
+    assert len(members) == 4 and sum(m["chosen"] for m in members) == ens["maxconf"]["onset"]["n"]
+    rows = [line for line in r.stdout.splitlines() if line.startswith("apn-ada ")]
+    assert "II " in rows[0] and "III " in rows[0]  # the perturbation norms beside the accuracies
+    assert any(line.startswith("ensemble maxconf") for line in r.stdout.splitlines())

@@ -36,6 +36,10 @@ def _pct(v):
               help="Stores for the --fuse model (e.g. the flow store of the same videos).")
 @click.option("--fusion", type=click.Choice(["softmax", "logits"]), default="softmax", show_default=True,
               help="Late fusion: mean of softmax scores or sum of logits.")
+@click.option("--ensemble", multiple=True, type=click.Path(),
+              help="Further runs/checkpoints to ensemble with CKPT (repeatable; e.g. APN's four gamma models).")
+@click.option("--ensemble-rule", type=click.Choice(["maxconf", "mean"]), default="maxconf", show_default=True,
+              help="maxconf: per clip, the most confident member's prediction (docs/apn.md); mean: mean softmax.")
 @click.option("-o", "--predictions", type=click.Path(),
               help="Write a prediction store (per-video logits and probabilities, keyed by video; readable with "
                    "vdgtool.stores and as ClipDataset(labels_from=...)).")
@@ -62,9 +66,9 @@ def _pct(v):
 @overwrite_option
 @seed_option
 @json_option
-def eval_cmd(ckpt, data, num_clips, num_crops, flow_stores, fuse, fuse_data, fusion, predictions, confusion, few_shot, ways,
-             shots, queries, episodes, fs_solver, episodes_file, batch_size, amp, workers, device, overwrite, seed,
-             as_json):
+def eval_cmd(ckpt, data, num_clips, num_crops, flow_stores, fuse, fuse_data, fusion, ensemble, ensemble_rule,
+             predictions, confusion, few_shot, ways, shots, queries, episodes, fs_solver, episodes_file, batch_size,
+             amp, workers, device, overwrite, seed, as_json):
     """Evaluate a checkpoint (or run directory: best.pt) on clip stores.
 
     Prints top-1, top-5 and mean-class accuracy, per domain and per class; writes a prediction
@@ -78,6 +82,7 @@ def eval_cmd(ckpt, data, num_clips, num_crops, flow_stores, fuse, fuse_data, fus
       vdgtool eval runs/erm --data real_test.h5 --data animated.h5 --clips 3 -o preds.h5
       vdgtool eval rgb.pt --data clips.h5 --fuse flow.pt --fuse-data flow.h5
       vdgtool eval runs/drl --data jester_val.h5 --few-shot --shots 1,5 --clips 10 --episodes-file eps_{shots}.json
+      vdgtool eval runs/g0.001 --ensemble runs/g0.01 --ensemble runs/g0.1 --ensemble runs/g1 --data hmdb.h5
     """
     from vdgtool.cli.common import resolve_device
 
@@ -90,12 +95,15 @@ def eval_cmd(ckpt, data, num_clips, num_crops, flow_stores, fuse, fuse_data, fus
     res = evaluate(ckpt, list(data), device=dev, num_clips=num_clips, num_crops=int(num_crops),
                    batch_size=batch_size, workers=workers, amp=amp, seed=seed, fuse=fuse,
                    fuse_data=list(fuse_data) or None, fusion=fusion, predictions=predictions, confusion=confusion,
-                   overwrite=overwrite, flow_stores=list(flow_stores) or None)
+                   overwrite=overwrite, flow_stores=list(flow_stores) or None, ensemble=list(ensemble) or None,
+                   ensemble_rule=ensemble_rule)
     if as_json:
         emit(res, True)
         return
     rows = [("all", res["n"], _pct(res["top1"]), _pct(res["top5"]), _pct(res["mean_class"]))]
     rows += [(f"domain {d}", m["n"], _pct(m["top1"]), None, _pct(m["mean_class"])) for d, m in res["per_domain"].items()]
+    for i, em in enumerate((res.get("ensemble") or {}).get("members", [])):
+        rows.append((f"member {i} {em['checkpoint']}", res["n"], _pct(em["top1"]), None, None))
     for sname, sm in (res.get("streams") or {}).items():
         rows.append((f"stream {sname}", res["n"], _pct(sm["top1"]), _pct(sm["top5"]), _pct(sm["mean_class"])))
     emit(res, False, rows, headers=("subset", "videos", "top1 %", "top5 %", "mean class %"))

@@ -103,9 +103,12 @@ def evaluate(ckpt: str, stores: list[str] | None = None, *, device="cpu", num_cl
              batch_size: int = 16, workers: int = 0, amp: str = "auto", seed: int = 0,
              fuse: str | None = None, fuse_data: list[str] | None = None, fusion: str = "softmax",
              predictions: str | None = None, confusion: str | None = None, overwrite: bool = False,
-             flow_stores: list[str] | None = None) -> dict:
+             flow_stores: list[str] | None = None, ensemble: list[str] | None = None,
+             ensemble_rule: str = "maxconf") -> dict:
     refuse_output_in_inputs([predictions, confusion],
-                            [ckpt, fuse, *stores, *(fuse_data or []), *(flow_stores or [])])
+                            [ckpt, fuse, *stores, *(fuse_data or []), *(flow_stores or []), *(ensemble or [])])
+    if ensemble and (fuse or flow_stores):
+        raise ConfigError("--ensemble does not combine with --fuse or --flow", "evaluate the ensemble on its own")
     model, class_names, info = load_predictor(ckpt, device)
     stores, flow_stores, source = default_stores(stores, flow_stores, info, ckpt)
     ds = _dataset(stores, model.input_specs(), class_names, num_clips, num_crops, seed, flow_stores)
@@ -134,7 +137,22 @@ def evaluate(ckpt: str, stores: list[str] | None = None, *, device="cpu", num_cl
             scores = torch.from_numpy(logits).softmax(-1).numpy()
         else:
             raise ConfigError(f"unknown fusion '{fusion}'", "use softmax or logits")
+    ens = None
+    if ensemble:  # runs trained separately (e.g. APN's four gammas): evaluate/ensemble.py
+        from vdgtool.evaluate.ensemble import combine, member_predictions
+
+        members = [{"checkpoint": ckpt, "probs": p["probs"]}] + member_predictions(
+            list(ensemble), stores, p["keys"], class_names, device=device, num_clips=num_clips,
+            num_crops=num_crops, batch_size=batch_size, workers=workers, amp=amp, seed=seed)
+        scores, chosen = combine([m["probs"] for m in members], ensemble_rule)
+        logits = np.log(np.clip(scores, 1e-12, None))
+        ens = {"rule": ensemble_rule, "members": [
+            {"checkpoint": m["checkpoint"], "top1": summarize(m["probs"], p["labels"], p["domains"], class_names,
+                                                              ds.domains)["top1"],
+             "chosen": None if chosen is None else int(np.sum(chosen == i))} for i, m in enumerate(members)]}
     res = summarize(scores, p["labels"], p["domains"], class_names, ds.domains)
+    if ens:
+        res["ensemble"] = ens
     if p["streams"] and not fuse:  # a multi-stream method: each stream's accuracy beside the fused one
         res["streams"] = {}
         for name, probs in p["streams"].items():
@@ -151,6 +169,8 @@ def evaluate(ckpt: str, stores: list[str] | None = None, *, device="cpu", num_cl
     if predictions:
         conv = {"model": info.get("model"), "checkpoint": os.path.abspath(ckpt), "num_clips": num_clips,
                 "num_crops": num_crops, "fusion": res["fusion"], "fused_with": fuse, "scores": "probs"}
+        if ens:
+            conv["ensemble"] = {"rule": ens["rule"], "members": [m["checkpoint"] for m in ens["members"]]}
         with TableStoreWriter(predictions, "predictions", classes=class_names, domains=ds.domains,
                               conventions=conv, provenance=make_provenance(seed=seed, parents=list(stores)),
                               overwrite=overwrite) as w:
