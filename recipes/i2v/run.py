@@ -75,8 +75,7 @@ def write_spec(path: str, seeds, train: dict, arms: list[dict], run_name: str = 
 
 
 # -- data -------------------------------------------------------------------------------------------
-def toy_data(d: str, seed: int) -> dict:
-    t = TOY
+def toy_data(d: str, seed: int, t: dict) -> dict:
     os.makedirs(d, exist_ok=True)
     if not os.path.exists(f"{d}/test_flow.h5"):
         sh("vdgtool", "-q", "toydata", f"{d}/toy", "--kind", "image-to-video", "--size", t["size"], "--frames",
@@ -278,6 +277,9 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--data-seed", type=int, default=0, help="seed of the data (toy and synth-video)")
+    ap.add_argument("--epochs", type=int, help="override: epochs of the arms (after the shared warm-up)")
+    ap.add_argument("--warm-epochs", type=int, help="override: epochs of the toy's shared warm-up")
+    ap.add_argument("--videos-per-class", type=int, help="override: toy stills / pool / test videos per class")
     args = ap.parse_args(argv)
     args.arms = [a for a in args.arms.split(",") if a]
     bad = [a for a in args.arms if a not in ARMS]
@@ -287,8 +289,12 @@ def main(argv=None):
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
     d = os.path.join(out, "data")
+    s = settings(args)
+    for k in ("epochs", "warm_epochs", "videos_per_class"):
+        if getattr(args, k) is not None:
+            s[k] = getattr(args, k)
     if args.benchmark == "toy":
-        paths = toy_data(d, args.data_seed)
+        paths = toy_data(d, args.data_seed, s)
     else:
         if not (args.images and args.pool):
             ap.error(f"--benchmark {args.benchmark} needs --images and --pool (see recipes/i2v/README.md)")
@@ -305,7 +311,6 @@ def main(argv=None):
         if args.test:
             paths["test"] = f"{d}/test.h5"
     rel = {k: os.path.relpath(v, out) for k, v in paths.items()}
-    s = settings(args)
     run_arms(out, s, rel, args)
     evaluate(out, rel, args)
     text = table(out, args)
