@@ -170,23 +170,33 @@ def run_arms(out: str, s: dict, data: dict, args) -> None:
 
 
 def evaluate(out: str, data: dict, args) -> None:
+    """``eval`` of every run's last checkpoint on the pool and the test split (``--jobs`` at a time)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    todo = []
     for arm in args.arms:
         for seed in args.seeds:
             run = os.path.join(out, "runs", arm, f"seed{seed}")
             for split in ("pool", "test"):
-                if split not in data:
-                    continue
                 dst = os.path.join(run, f"eval_{split}.json")
-                if os.path.exists(dst):
+                if split not in data or os.path.exists(dst):
                     continue
                 store = os.path.join(out, data[split])
                 cmd = ["vdgtool", "-q", "eval", os.path.join(run, "checkpoints", "last.pt"), "--data", store,
                        "--json", "--device", args.device]
                 if arm != "rgb_only":
                     cmd += ["--flow", store[:-3] + "_flow.h5"]
-                res = subprocess.run(cmd, check=True, capture_output=True, text=True)
-                with open(dst, "w") as f:
-                    f.write(res.stdout)
+                todo.append((cmd, dst))
+
+    def one(job):
+        cmd, dst = job
+        res = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        with open(dst + ".partial", "w") as f:
+            f.write(res.stdout)
+        os.replace(dst + ".partial", dst)
+
+    with ThreadPoolExecutor(max(1, args.jobs)) as ex:
+        list(ex.map(one, todo))
 
 
 # -- the table --------------------------------------------------------------------------------------
