@@ -170,10 +170,12 @@ def run_arms(out: str, s: dict, data: dict, args) -> None:
 
 
 def evaluate(out: str, data: dict, args) -> None:
-    """``eval`` of every run's last checkpoint on the pool and the test split (``--jobs`` at a time)."""
-    from concurrent.futures import ThreadPoolExecutor
+    """``vdgtool eval`` of every run's last checkpoint on the pool and the test split, in this process
+    (the library call behind the verb: one interpreter start for all of them)."""
+    from vdgtool.evaluate.run import evaluate as eval_checkpoint
+    from vdgtool.runtime import resolve_device
 
-    todo = []
+    device = resolve_device(args.device)
     for arm in args.arms:
         for seed in args.seeds:
             run = os.path.join(out, "runs", arm, f"seed{seed}")
@@ -182,21 +184,14 @@ def evaluate(out: str, data: dict, args) -> None:
                 if split not in data or os.path.exists(dst):
                     continue
                 store = os.path.join(out, data[split])
-                cmd = ["vdgtool", "-q", "eval", os.path.join(run, "checkpoints", "last.pt"), "--data", store,
-                       "--json", "--device", args.device]
-                if arm != "rgb_only":
-                    cmd += ["--flow", store[:-3] + "_flow.h5"]
-                todo.append((cmd, dst))
-
-    def one(job):
-        cmd, dst = job
-        res = subprocess.run(cmd, check=True, capture_output=True, text=True)
-        with open(dst + ".partial", "w") as f:
-            f.write(res.stdout)
-        os.replace(dst + ".partial", dst)
-
-    with ThreadPoolExecutor(max(1, args.jobs)) as ex:
-        list(ex.map(one, todo))
+                flow = [store[:-3] + "_flow.h5"] if arm != "rgb_only" else None
+                print(f"+ vdgtool eval {run}/checkpoints/last.pt --data {store}" + (f" --flow {flow[0]}" if flow else ""),
+                      file=sys.stderr, flush=True)
+                res = eval_checkpoint(os.path.join(run, "checkpoints", "last.pt"), [store], device=device,
+                                      flow_stores=flow, workers=args.workers)
+                with open(dst + ".partial", "w") as f:
+                    json.dump(res, f, default=str)
+                os.replace(dst + ".partial", dst)
 
 
 # -- the table --------------------------------------------------------------------------------------
