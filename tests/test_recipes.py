@@ -93,11 +93,24 @@ def test_toy_da_fast_mode(tmp_path):
     assert "domain classifier accuracy" in r.stdout
 
 
-def test_image_to_video(tmp_path):
+def test_image_to_video_and_the_i2v_arms(tmp_path):
+    """recipes/image_to_video.sh = the RGB-only arm of recipes/i2v/run.py (toy stills -> synth-video -> erm ->
+    eval on pool and test); then, on the same data, the shared warm-up and the bank and oracle arms."""
     out = tmp_path / "iv"
-    r = run_recipe(RECIPES / "image_to_video.sh", tmp_path, out, EPOCHS=1)
-    assert (out / "synth_depth.h5").exists() and (out / "synth_crop2d.h5").exists()
-    assert "synth_depth.h5" in r.stdout and "synth_crop2d.h5" in r.stdout
+    r = run_recipe(RECIPES / "image_to_video.sh", tmp_path, out, EPOCHS=1, VPC=2)
+    assert (out / "data/source.h5").exists() and (out / "runs/rgb_only/seed0/done").exists()
+    assert json.loads((out / "runs/rgb_only/seed0/eval_test.json").read_text())["n"] == 10
+    assert "| rgb_only |" in r.stdout
+    subprocess.run([sys.executable, str(RECIPES / "i2v" / "run.py"), str(out), "--arms", "bank,ctl_oracle",
+                    "--seeds", "0", "--videos-per-class", "2", "--warm-epochs", "1", "--epochs", "2"], check=True,
+                   env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=900)
+    cfg = json.loads((out / "runs/ctl_oracle/seed0/config.json").read_text())
+    assert cfg["init"].endswith("runs/warm/seed0/checkpoints/last.pt") and cfg["hparams"]["bank"] == "oracle"
+    ev = [json.loads(x) for x in (out / "runs/ctl_oracle/seed0/results.jsonl").read_text().splitlines()
+          if '"cfb_bank"' in x]
+    assert len(ev) == 2 and ev[0]["matched_purity"] == 1.0  # the oracle bank holds true-label entries only
+    table = (out / "table.md").read_text()
+    assert "| bank |" in table and "| ctl_oracle |" in table
 
 
 def test_drl_recipes_on_the_toy_fallback(tmp_path):

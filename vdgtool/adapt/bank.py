@@ -131,13 +131,15 @@ class FlowBank:
 
     # -- filling --------------------------------------------------------------------------------
     def rebuild(self, scores, keys: Sequence[str], *, views: Sequence[int] | None = None,
-                indices: Sequence[int] | None = None, true_labels: Sequence[int] | None = None) -> dict:
+                indices: Sequence[int] | None = None, true_labels: Sequence[int] | None = None,
+                labels: Sequence[int] | None = None) -> dict:
         """Replace the contents with the top-N most confident target videos per pseudo-label.
 
         ``scores`` (M, C): fused scores of M target items (:func:`fuse_scores`); ``keys`` their video
         keys; ``views`` their view index (default 0), ``indices`` the caller's item indices (default
-        0..M-1); ``true_labels`` hidden labels (-1 unknown) for the diagnostics only. Returns
-        :meth:`stats`.
+        0..M-1); ``true_labels`` hidden labels (-1 unknown) for the diagnostics only. ``labels``
+        replaces the pseudo-labels (the bank class of each item; its confidence is then its score for
+        that class): the oracle control passes the true labels here. Returns :meth:`stats`.
         """
         s = _to_numpy(scores).astype(np.float64)
         if s.ndim != 2 or s.shape[1] != self.num_classes:
@@ -153,8 +155,13 @@ class FlowBank:
                               f"{len(truth)} true labels", "pass one of each per scored target item")
         if not np.all(np.isfinite(s)):
             raise ConfigError("bank scores contain NaN or infinite values", "check the model's predictions")
-        pred = s.argmax(axis=1)
-        conf = s.max(axis=1) if m else np.zeros(0)
+        pred = argmax = s.argmax(axis=1)
+        if labels is not None:
+            pred = _to_numpy(labels).reshape(-1).astype(np.int64)
+            if len(pred) != m or (m and (pred.min() < 0 or pred.max() >= self.num_classes)):
+                raise ConfigError(f"bank labels must be {m} classes in 0..{self.num_classes - 1}",
+                                  "pass one known label per scored item (the oracle control needs labelled targets)")
+        conf = s[np.arange(m), pred] if m else np.zeros(0)
         keep = top_per_class(pred, conf, self.capacity)
         # within a class: most confident first, ties by item order (the order top_per_class ranks by)
         keep = keep[np.lexsort((keep, -conf[keep], pred[keep]))]
@@ -165,7 +172,7 @@ class FlowBank:
         self.builds += 1
         known = np.asarray([t >= 0 for t in truth], bool)
         self.last_stats = self._compute_stats(
-            pseudo_acc=float((pred[known] == np.asarray(truth)[known]).mean()) if known.any() else None,
+            pseudo_acc=float((argmax[known] == np.asarray(truth)[known]).mean()) if known.any() else None,
             scored=m)
         return self.stats()
 

@@ -196,6 +196,13 @@ class I3D(VideoModel):
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
         return self.logits(self.head_drop(feats)[:, :, None, None, None]).flatten(1)
 
+    def forward(self, x: torch.Tensor, with_features: bool = False, per_time: bool = False):
+        """Logits (B, C) (and pooled features with ``with_features``); ``per_time=True`` returns
+        :meth:`forward_per_time` instead, through ``forward`` so a DDP-wrapped I3D can give it."""
+        if per_time:
+            return self.forward_per_time(x)
+        return super().forward(x, with_features=with_features)
+
     def forward_per_time(self, x: torch.Tensor, length: int | None = None) -> PerTimeOutput:
         """Per-time-step logits ``(B, C, length)`` and pooled features ``(B, D, T')`` after dropout.
 
