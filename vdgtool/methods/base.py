@@ -39,7 +39,7 @@ from vdgtool.errors import ConfigError, VdgError
 
 METHODS: dict[str, type["Method"]] = {}
 BUILTIN_MODULES = ("vdgtool.methods.erm", "vdgtool.methods.drl", "vdgtool.methods.da",
-                   "vdgtool.methods.two_stream")
+                   "vdgtool.methods.two_stream", "vdgtool.methods.augsearch")
 
 
 def register_method(name: str) -> Callable:
