@@ -179,3 +179,39 @@ def test_class_map_restricts_and_regroups(data, tmp_path, run_cli):
     assert res["top1"] == json.loads(stdout)["top1"] and res["class_map"]["shared_classes"] == 3
     code, _, err = run_cli("eval", "--data", data["test"])
     assert code == 1 and "--model" in err
+
+
+def test_anigifs_splits_dedupe_and_stratify(shared_data, tmp_path):
+    """recipes/anigifs/make_splits.py on real GIFs: an exact copy is removed before the split, the splits are
+    disjoint and stratified, and the K400 class map matches names after lower-casing and '_' -> ' '."""
+    import csv
+    import subprocess
+    import sys
+
+    pytest.importorskip("imagehash")
+    from conftest import REPO, make_tree
+
+    g = sorted((shared_data / "gifs").glob("*.gif"))
+    gifs = {f"arm_wrestling/{i}.gif": g[i % len(g)] for i in range(5)}  # 5 files, 5 distinct GIFs at most
+    gifs["arm_wrestling/copy.gif"] = g[0]
+    gifs.update({f"dribbling/{i}.gif": g[(i + 2) % len(g)] for i in range(5)})
+    make_tree(tmp_path / "gifs", gifs)
+    for part in ("train", "val"):
+        make_tree(tmp_path / part, {f"{c}/{i}.mp4": b"x" for c in ("arm_wrestling", "dribbling", "yoga")
+                                    for i in range(40)})
+    (tmp_path / "k400.txt").write_text("abseiling\narm wrestling\ndribbling basketball\n")
+    out = tmp_path / "splits"
+    r = subprocess.run([sys.executable, str(REPO / "recipes/anigifs/make_splits.py"), "--gifs", str(tmp_path / "gifs"),
+                        "--kinetics-train", str(tmp_path / "train"), "--kinetics-val", str(tmp_path / "val"),
+                        "--k400-classes", str(tmp_path / "k400.txt"), "--n-min", "3", "-o", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    proto = json.loads((out / "protocol.json").read_text())
+    assert (out / "classes.txt").read_text().split() == ["arm_wrestling", "dribbling"]  # yoga has no GIFs
+    assert any(d[0].endswith("copy.gif") for d in proto["duplicates_removed"]["arm_wrestling"])
+    rows = {s: list(csv.DictReader(open(out / f"{s}.csv"))) for s in ("anim_train", "anim_val", "anim_test",
+                                                                        "real_train", "real_val")}
+    paths = [r["path"] for s in ("anim_train", "anim_val", "anim_test") for r in rows[s]]
+    assert len(paths) == len(set(paths)) == sum(proto["gifs_per_class"].values())
+    assert {r["label"] for r in rows["real_val"]} == {"arm_wrestling", "dribbling"} and len(rows["real_val"]) == 4
+    assert list(csv.reader(open(out / "k400_to_anigifs.csv")))[1:] == [["arm wrestling", "arm_wrestling"]]

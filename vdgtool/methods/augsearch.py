@@ -206,6 +206,9 @@ class AugSearch(_Augmented):
 
     def search(self, batches) -> dict | None:
         """One search: score fresh candidates, add the worst to T, log the event; returns it."""
+        import time
+
+        t0 = time.perf_counter()
         k = self.searches
         rng = np.random.default_rng(derive_seed(self.seed, "augsearch", "candidates", k))
         cands = draw_candidates(self.points, int(self.hp["candidates"]), int(self.hp["compose"]), rng, exclude=self.T)
@@ -238,7 +241,8 @@ class AugSearch(_Augmented):
         self.T.append(cand)
         event = {"search": k + 1, **cand.describe(), "fitness_err": fit.error, "fitness_ce": fit.mean_ce,
                  "identity_err": ident.error, "identity_ce": ident.mean_ce, "T_size": len(self.T),
-                 "candidates": len(cands), "clips": fit.n, "global_step": int(self.progress.global_step)}
+                 "candidates": len(cands), "clips": fit.n, "global_step": int(self.progress.global_step),
+                 "seconds": round(time.perf_counter() - t0, 3)}
         self.events.append(event)
         self.log_event("augsearch", **event)
         log.info("augsearch: search %d at step %d: %s (level %s) error %.3f vs identity %.3f; |T| = %d", k + 1,
