@@ -11,6 +11,8 @@ Data of seed S at bias b (`vdgtool toydata`, 32 px, 8 frames):
   toydata(S + 2000): real -> real_test (in-domain accuracy)
 The pool and the test GIFs are different videos: pseudo-labelling here is inductive.
 Model selection: best.pt on real_val for every arm and every round (`--ckpt-rule val`); never the target.
+Also reported: last.pt (a fixed budget, no selection), and with --last the rounds from last.pt with
+`--ckpt-rule last`.
 Runs are resumable: a finished run (its `done` / `summary.json`) is kept when the script is run again.
 Writes OUT/table.md (mean +- SE over seeds) and OUT/results.json (every number, every seed).
 """
@@ -55,6 +57,8 @@ def main():
     ap.add_argument("--threshold", type=float, default=0.8, help="pseudo-label confidence threshold (no balance)")
     ap.add_argument("--candidates", type=int, default=12)
     ap.add_argument("--search-set", type=int, default=32)
+    ap.add_argument("--last", action="store_true",
+                    help="also pseudo-label rounds from last.pt with --ckpt-rule last (fixed budget, no selection)")
     ap.add_argument("--max-T", type=int, default=6, help="|T| of augsearch, identity included (searches = max_T - 1)")
     args = ap.parse_args()
 
@@ -70,9 +74,14 @@ def main():
     aug_hp = {"warmup": warm, "search_every": 1, "max_T": args.max_T}
     arms = {"erm": ("erm", {}), "rda": ("rda", aug_hp),
             "augsearch": ("augsearch", {**aug_hp, "candidates": args.candidates, "search_set": str(args.search_set)})}
-    pl_arms = {"pl": ("erm", dict(threshold=args.threshold)),
-               "pl_cbst": ("erm", dict(threshold=0.0, balance="fraction", fraction="0.2,0.4,0.6")),
-               "augsearch+pl_cbst": ("augsearch", dict(threshold=0.0, balance="fraction", fraction="0.2,0.4,0.6"))}
+    cbst = dict(threshold=0.0, balance="fraction", fraction="0.2,0.4,0.6")
+    # (start run, its checkpoint, each round's checkpoint rule, selection rule)
+    pl_arms = {"pl": ("erm", "best", "val", dict(threshold=args.threshold)),
+               "pl_cbst": ("erm", "best", "val", cbst),
+               "augsearch+pl_cbst": ("augsearch", "best", "val", cbst)}
+    if args.last:
+        pl_arms.update({"pl_cbst@last": ("erm", "last", "last", cbst),
+                        "augsearch+pl_cbst@last": ("augsearch", "last", "last", cbst)})
     results: dict = {}
     for bias in args.biases:
         for seed in args.seeds:
@@ -88,22 +97,26 @@ def main():
                     print(f"[bias {bias} seed {seed}] {arm}", file=sys.stderr, flush=True)
                     train(TrainConfig(data=[st["real_train"]], val=[st["real_val"]], output=run, method=method,
                                       hp=hp, seed=seed, **common), overwrite=True)
-                ck = os.path.join(run, "checkpoints", "best.pt")
-                row = {k: evaluate(ck, [st[k]], seed=seed)["top1"] for k in ("anim_test", "real_test", "real_val")}
+                row = {}
+                for tag in ("best", "last"):
+                    ck = os.path.join(run, "checkpoints", f"{tag}.pt")
+                    sfx = "" if tag == "best" else "@last"
+                    row.update({k + sfx: evaluate(ck, [st[k]], seed=seed)["top1"]
+                                for k in ("anim_test", "real_test", "real_val")})
                 if method == "augsearch":
                     with open(os.path.join(run, "results.jsonl")) as f:
                         ev = [json.loads(x) for x in f if '"augsearch"' in x]
                     row["T"] = [f"{e['op']}@{e['level']}" for e in ev]
                     row["search_seconds"] = [e.get("seconds") for e in ev]
                 res[arm] = row
-            for arm, (start, rule) in pl_arms.items():
+            for arm, (start, which, ckpt_rule, rule) in pl_arms.items():
                 out = os.path.join(d, arm)
                 if not os.path.exists(os.path.join(out, "summary.json")):
                     print(f"[bias {bias} seed {seed}] {arm}", file=sys.stderr, flush=True)
-                s = run_rounds(os.path.join(d, start, "checkpoints", "best.pt"), source=[st["real_train"]],
+                s = run_rounds(os.path.join(d, start, "checkpoints", f"{which}.pt"), source=[st["real_train"]],
                                pool=[st["anim_pool"]], out=out, val=st["real_val"],
                                tests=[st["anim_test"], st["real_test"]], rounds=args.rounds, views=3,
-                               round_epochs=args.round_epochs, lr=args.lr / 2, ckpt_rule="val", seed=seed,
+                               round_epochs=args.round_epochs, lr=args.lr / 2, ckpt_rule=ckpt_rule, seed=seed,
                                batch_size=16, resume=True,
                                train_overrides={"optimizer": "adamw", "flip": False, "scale_min": 0.6}, **rule)
                 res[arm] = {"setting": s["setting"], "rounds": [
@@ -132,11 +145,15 @@ def table(results, args):
         lines += [f"### bias {bias} ({len(seeds)} seeds: {', '.join(seeds)})", "",
                   "| arm | animated test top-1 | real test top-1 | real val top-1 (selection) | PL selected | "
                   "PL precision (diagnostic) |", "|---|---|---|---|---|---|"]
-        for arm in ("erm", "rda", "augsearch"):
-            rs = [per_seed[s][arm] for s in seeds if arm in per_seed[s]]
-            lines.append(f"| {arm} | {_mse([r['anim_test'] for r in rs])} | {_mse([r['real_test'] for r in rs])} | "
-                         f"{_mse([r['real_val'] for r in rs])} | | |")
-        for arm in ("pl", "pl_cbst", "augsearch+pl_cbst"):
+        for sfx in ("", "@last"):
+            for arm in ("erm", "rda", "augsearch"):
+                rs = [per_seed[s][arm] for s in seeds if f"anim_test{sfx}" in per_seed[s].get(arm, {})]
+                if not rs:
+                    continue
+                lines.append(f"| {arm}{sfx or ' (best.pt)'} | {_mse([r.get('anim_test' + sfx) for r in rs])} | "
+                             f"{_mse([r.get('real_test' + sfx) for r in rs])} | "
+                             f"{_mse([r.get('real_val' + sfx) for r in rs])} | | |")
+        for arm in ("pl", "pl_cbst", "augsearch+pl_cbst", "pl_cbst@last", "augsearch+pl_cbst@last"):
             for k in range(1, args.rounds + 1):
                 rs = [r for s in seeds for r in per_seed[s].get(arm, {}).get("rounds", []) if r["round"] == k]
                 if not rs:
