@@ -32,6 +32,24 @@ def toy(tmp_path_factory) -> Path:
     return root
 
 
+def colour_store(path, classes=("a", "b", "c"), n_per_class=4, frames=8, size=32, seed=0, domain="src",
+                 key="v{k}") -> str:
+    """A raw clip store of random pixels with a per-class colour cue (channel c % 3 set to 40 + 60 c), learnable
+    in a few steps by the tiny test models; ``key`` formats each video key from k, domain and seed."""
+    from vdgtool.stores import VideoStoreWriter
+
+    rng = np.random.default_rng(seed)
+    with VideoStoreWriter(str(path), classes=list(classes), conventions={"size": size}, encoding="raw") as w:
+        k = 0
+        for c in range(len(classes)):
+            for _ in range(n_per_class):
+                fr = rng.integers(0, 255, (frames, size, size, 3), dtype=np.uint8)
+                fr[..., c % 3] = 40 + 60 * c
+                w.add_video(key.format(k=k, domain=domain, seed=seed), fr, index=k, label=c, domain=domain, fps=8)
+                k += 1
+    return str(path)
+
+
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 10, codec: str = "ffv1") -> str:
     """Write frames (T, H, W, 3) uint8 losslessly (ffv1 in .mkv or libx264rgb qp 0) with PyAV."""
     import av

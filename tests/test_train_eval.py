@@ -10,8 +10,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from conftest import colour_store
 from vdgtool.cli import cli
-from vdgtool.stores import VideoStoreWriter
 from vdgtool.train.config import TrainConfig
 from vdgtool.train.engine import Preempted, Trainer, train
 
@@ -19,16 +19,7 @@ CLASSES = ["a", "b", "c"]
 
 
 def _store(path, n_per_class=4, frames=8, size=32, seed=0, domain="src", classes=CLASSES):
-    rng = np.random.default_rng(seed)
-    with VideoStoreWriter(str(path), classes=classes, conventions={"size": size}, encoding="raw") as w:
-        k = 0
-        for c in range(len(classes)):
-            for _ in range(n_per_class):
-                fr = rng.integers(0, 255, (frames, size, size, 3), dtype=np.uint8)
-                fr[..., c % 3] = 40 + 60 * c  # a learnable colour cue per class
-                w.add_video(f"v{k}", fr, index=k, label=c, domain=domain, fps=8)
-                k += 1
-    return str(path)
+    return colour_store(path, classes, n_per_class, frames, size, seed, domain)
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "plot": "vdgtool.cli.plot:plot",
     "sweep": "vdgtool.cli.sweep:sweep",
     "completion": "vdgtool.cli.completion:completion",
+    "augsearch": "vdgtool.cli.augsearch:augsearch",
 }
 
 

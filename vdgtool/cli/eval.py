@@ -20,7 +20,18 @@ def _pct(v):
 
 
 @click.command("eval")
-@click.argument("ckpt", metavar="CKPT_OR_RUN_DIR", type=click.Path())
+@click.argument("ckpt", metavar="CKPT_OR_RUN_DIR", required=False, type=click.Path())
+@click.option("--model", "model_name", help="Registry model instead of a checkpoint (with --weights and --model-classes), "
+                                           "e.g. i3d with pytorch-i3d's rgb_imagenet.pt.")
+@click.option("--weights", type=click.Path(), help="Local weights of --model (loaded weights_only; its classifier is used).")
+@click.option("--model-classes", type=click.Path(),
+              help="Class list of --model's outputs, one per line in output order (e.g. the Kinetics-400 labels).")
+@click.option("--class-map", type=click.Path(),
+              help="CSV of model_class,target_class lines: restrict the argmax to the model classes mapped to the "
+                   "data's classes (zero-shot testing of a Kinetics classifier); a data class that maps nowhere is refused.")
+@click.option("--out-of-bound", type=click.Choice(["loop", "repeat_last"]), default=None,
+              help="Clips longer than a video (short GIFs): loop or repeat_last  [default: the checkpoint's training "
+                   "setting, else loop].")
 @click.option("--data", multiple=True, type=click.Path(), callback=at_file_callback,
               help="Clip/flow store to evaluate on (repeatable; reported per domain). Default: the run's first "
                    "validation store, else its training store (recorded in the checkpoint; named on stderr).")
@@ -66,15 +77,17 @@ def _pct(v):
 @overwrite_option
 @seed_option
 @json_option
-def eval_cmd(ckpt, data, num_clips, num_crops, flow_stores, fuse, fuse_data, fusion, ensemble, ensemble_rule,
-             predictions, confusion, few_shot, ways, shots, queries, episodes, fs_solver, episodes_file, batch_size,
-             amp, workers, device, overwrite, seed, as_json):
+def eval_cmd(ckpt, model_name, weights, model_classes, class_map, out_of_bound, data, num_clips, num_crops, flow_stores,
+             fuse, fuse_data, fusion, ensemble, ensemble_rule, predictions, confusion, few_shot, ways, shots, queries,
+             episodes, fs_solver, episodes_file, batch_size, amp, workers, device, overwrite, seed, as_json):
     """Evaluate a checkpoint (or run directory: best.pt) on clip stores.
 
     Prints top-1, top-5 and mean-class accuracy, per domain and per class; writes a prediction
     store with -o and a confusion-matrix PNG with --confusion. --few-shot runs N-way K-shot episodes
     (a new linear classifier per episode on frozen features; mean accuracy ± 95% CI). Without --data
-    the run's recorded validation store is used.
+    the run's recorded validation store is used. Instead of a
+    checkpoint, --model NAME --weights FILE --model-classes FILE evaluates a classifier trained
+    elsewhere; --class-map restricts it to the classes it shares with the data (zero-shot).
 
     \b
     Examples:
@@ -83,11 +96,21 @@ def eval_cmd(ckpt, data, num_clips, num_crops, flow_stores, fuse, fuse_data, fus
       vdgtool eval rgb.pt --data clips.h5 --fuse flow.pt --fuse-data flow.h5
       vdgtool eval runs/drl --data jester_val.h5 --few-shot --shots 1,5 --clips 10 --episodes-file eps_{shots}.json
       vdgtool eval runs/g0.001 --ensemble runs/g0.01 --ensemble runs/g0.1 --ensemble runs/g1 --data hmdb.h5
+      vdgtool eval --model i3d --weights rgb_imagenet.pt --model-classes k400.txt --class-map k400_to_anigifs.csv \\
+        --data anim_test.h5
     """
     from vdgtool.cli.common import resolve_device
+    from vdgtool.errors import InputError
 
+    if not ckpt and not model_name:
+        raise InputError("no checkpoint given", "pass CKPT_OR_RUN_DIR, or --model NAME --weights FILE --model-classes FILE")
+    if (weights or model_classes) and not model_name and ckpt:
+        raise InputError("--weights / --model-classes go with --model, not with a checkpoint",
+                         "drop them (a checkpoint records its weights and classes), or pass --model instead of CKPT")
     dev = resolve_device(device)
     if few_shot:
+        if not ckpt:
+            raise InputError("--few-shot needs a checkpoint", "pass CKPT_OR_RUN_DIR")
         return _few_shot(ckpt, data, ways, shots, queries, episodes, episodes_file, batch_size, workers, dev, amp,
                          seed, as_json, flow_stores, num_clips, int(num_crops), fs_solver)
     from vdgtool.evaluate.run import evaluate
@@ -96,7 +119,9 @@ def eval_cmd(ckpt, data, num_clips, num_crops, flow_stores, fuse, fuse_data, fus
                    batch_size=batch_size, workers=workers, amp=amp, seed=seed, fuse=fuse,
                    fuse_data=list(fuse_data) or None, fusion=fusion, predictions=predictions, confusion=confusion,
                    overwrite=overwrite, flow_stores=list(flow_stores) or None, ensemble=list(ensemble) or None,
-                   ensemble_rule=ensemble_rule)
+                   ensemble_rule=ensemble_rule,
+                   model_name=model_name, weights=weights, model_classes=model_classes, class_map=class_map,
+                   out_of_bound=out_of_bound)
     if as_json:
         emit(res, True)
         return
@@ -110,6 +135,10 @@ def eval_cmd(ckpt, data, num_clips, num_crops, flow_stores, fuse, fuse_data, fus
     click.echo("")
     emit(res, False, [(c, m["n"], _pct(m["acc"])) for c, m in res["per_class"].items()],
          headers=("class", "videos", "acc %"))
+    if res.get("class_map"):
+        cm = res["class_map"]
+        click.echo(f"class map: argmax over the {cm['shared_classes']} classes shared with the data, of the model's "
+                   f"{cm['model_classes']} ({cm['class_map']})", err=True)
     for k in ("predictions", "confusion_png"):
         if res.get(k):
             click.echo(f"wrote {res[k]}", err=True)

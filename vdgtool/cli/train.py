@@ -221,6 +221,11 @@ def train(ctx, list_models, list_methods, config_file, resume, overwrite, as_jso
         return _list_methods(as_json)
     cfg = resolve_config(ctx, kw, config_file, resume)
     summary = run(cfg, resume=resume, overwrite=overwrite)
+    emit_train_summary(summary, as_json)
+
+
+def emit_train_summary(summary: dict, as_json: bool, extra_rows=()) -> None:
+    """The stdout report of a finished run (JSON, or a two-column table)."""
     if summary.get("rank", 0) != 0:
         return  # under torchrun only rank 0 reports
     final = summary.get("final", {})
@@ -237,4 +242,5 @@ def train(ctx, list_models, list_methods, config_file, resume, overwrite, as_jso
             rows.append((f"val {name} top1 ({sname})", r4(sm["top1"])))
     if summary.get("best_val_top1") is not None:
         rows.append(("best val top1 (best.pt)", r4(summary["best_val_top1"])))
+    rows += list(extra_rows)
     emit(summary, as_json, rows)

@@ -158,7 +158,11 @@ def _dense(spec, num_clips: int = 1, out_of_bound: str = "loop", frame_interval:
 
 
 @register_sampler("uniform")
-def _uniform(spec, num_clips: int = 1) -> UniformSampler:
+def _uniform(spec, num_clips: int = 1, out_of_bound: str = "loop") -> UniformSampler:
+    # TSN segments never run past the end of a video (a short one repeats frames in order), so the dense
+    # sampler's out_of_bound is accepted (one option for every model) and has nothing to do here
+    if out_of_bound not in OUT_OF_BOUND:
+        raise ConfigError(f"unknown out_of_bound '{out_of_bound}'", f"use one of {', '.join(OUT_OF_BOUND)}")
     return UniformSampler(int(spec_get(spec, "num_frames")), int(num_clips))
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from vdgtool.errors import ConfigError, InputError
+from vdgtool.evaluate.classmap import ClassMapPredictor, build_class_map
 from vdgtool.evaluate.metrics import plot_confusion, summarize
 from vdgtool.evaluate.predict import predict_dataset
 from vdgtool.stores.base import refuse_output_in_inputs
@@ -45,33 +46,65 @@ def recorded_stores(cfg: dict, where: str = "the checkpoint") -> tuple[list[str]
                      f"{', ...' if len(gone) > 3 else ''})", "pass --data STORE")
 
 
-def _dataset(stores, spec, class_names, num_clips, num_crops, seed, flow_stores=None):
+def _dataset(stores, spec, class_names, num_clips, num_crops, seed, flow_stores=None, sampler_options=None):
     """The test dataset a predictor reads: ``spec`` is a model's input spec or a method's input specs."""
     from vdgtool.data import build_dataset, build_for_inputs
 
     if isinstance(spec, dict) and spec and all(k in ("video", "rgb", "flow") for k in spec):
         return build_for_inputs(list(stores), spec, False, flow_stores=list(flow_stores or []) or None,
-                                class_names=class_names, num_clips=num_clips, num_crops=num_crops, seed=seed)
+                                class_names=class_names, num_clips=num_clips, num_crops=num_crops, seed=seed,
+                                sampler_options=sampler_options)
     return build_dataset(list(stores), spec, False, class_names=class_names, num_clips=num_clips,
-                         num_crops=num_crops, seed=seed)
+                         num_crops=num_crops, seed=seed, sampler_options=sampler_options)
 
 
 def load_predictor(ckpt: str | None, device, model_name: str | None = None, weights: str | None = None,
-                   num_classes: int | None = None):
+                   num_classes: int | None = None, model_classes: list[str] | None = None):
     """(predictor, class_names, info): the whole method of a vdgtool checkpoint / run dir (all its networks;
-    ``predict`` fuses multi-stream methods), or a registry model (+ optional local weights)."""
+    ``predict`` fuses multi-stream methods), or a registry model (+ optional local weights).
+
+    A registry model with ``model_classes`` (its output names, in order) gets that many outputs, and its
+    weights must carry a classifier of that size (a zero-shot evaluation needs the trained head)."""
     from vdgtool.evaluate.predict import ModelPredictor
     from vdgtool.models import create_model
     from vdgtool.train.checkpoint import build_method_from_checkpoint
 
     if ckpt:
         method, cfg = build_method_from_checkpoint(ckpt, device=device)
-        return method, list(cfg["class_names"]), {"checkpoint": ckpt, "model": cfg["model"],
-                                                  "method": cfg.get("method", "erm"), "config": cfg}
+        names = list(cfg["class_names"])
+        if model_classes is not None and list(model_classes) != names:
+            raise ConfigError(f"--model-classes lists {len(model_classes)} classes but {ckpt} was trained on "
+                              f"{len(names)} others (or in another order)",
+                              "drop --model-classes: a vdgtool checkpoint records its class names")
+        return method, names, {"checkpoint": ckpt, "model": cfg["model"], "method": cfg.get("method", "erm"),
+                               "out_of_bound": cfg.get("out_of_bound", "loop"), "config": cfg}
     if not model_name:
         raise InputError("no checkpoint and no --model given", "pass CKPT or --model NAME")
+    if model_classes is not None:
+        num_classes = len(model_classes)
+        if weights:
+            _check_head(model_name, weights, num_classes)
     model = create_model(model_name, num_classes=num_classes or 1, weights=weights).to(device).eval()
-    return ModelPredictor(model).eval(), None, {"model": model_name, "weights": weights}
+    return ModelPredictor(model).eval(), (list(model_classes) if model_classes is not None else None), \
+        {"model": model_name, "weights": weights, "method": None, "out_of_bound": "loop"}
+
+
+def _check_head(model_name: str, weights: str, num_classes: int) -> None:
+    """Refuse weights whose classifier is missing or has another number of outputs than the class list."""
+    from vdgtool.models import create_model
+    from vdgtool.models.weights import load_state_dict_safely
+
+    probe = create_model(model_name, num_classes=num_classes)
+    sd = probe.adapt_state_dict(dict(load_state_dict_safely(weights)))
+    head = [k for k in probe.classifier_keys() if k.endswith("weight")]
+    have = [k for k in head if k in sd]
+    if not have:
+        raise ConfigError(f"{weights} holds no classifier for model {model_name}: its predictions would be random",
+                          "pass the weights of a trained classifier (e.g. pytorch-i3d rgb_imagenet.pt)")
+    n = int(sd[have[0]].shape[0])
+    if n != num_classes:
+        raise ConfigError(f"the classifier of {weights} has {n} outputs but --model-classes lists {num_classes} "
+                          "classes", "pass the class list of those weights, in output order")
 
 
 def load_model(ckpt: str | None, device, model_name: str | None = None, weights: str | None = None,
@@ -99,19 +132,59 @@ def default_stores(stores, flow_stores, info: dict, ckpt) -> tuple[list[str], li
     return rec, (flow_stores or flows or None), which
 
 
-def evaluate(ckpt: str, stores: list[str] | None = None, *, device="cpu", num_clips: int = 1, num_crops: int = 1,
+def _store_classes(stores: list[str]) -> list[str]:
+    from vdgtool.stores import open_store
+
+    out: list[str] = []
+    for p in stores:
+        out += [c for c in open_store(p, kind=("clips", "flow")).classes if c not in out]
+    return out
+
+
+def evaluate(ckpt: str | None, stores: list[str] | None = None, *, device="cpu", num_clips: int = 1, num_crops: int = 1,
              batch_size: int = 16, workers: int = 0, amp: str = "auto", seed: int = 0,
              fuse: str | None = None, fuse_data: list[str] | None = None, fusion: str = "softmax",
              predictions: str | None = None, confusion: str | None = None, overwrite: bool = False,
-             flow_stores: list[str] | None = None, ensemble: list[str] | None = None,
+             flow_stores: list[str] | None = None, model_name: str | None = None, weights: str | None = None,
+             model_classes: str | list[str] | None = None, class_map: str | None = None,
+             out_of_bound: str | None = None, ensemble: list[str] | None = None,
              ensemble_rule: str = "maxconf") -> dict:
+    """Accuracy of a checkpoint (or a registry model with ``weights`` and ``model_classes``) on ``stores``.
+
+    ``class_map``: restrict the predictor to the model classes mapped to the data's classes (the
+    zero-shot setting, see vdgtool.evaluate.classmap). ``out_of_bound``: padding of clips longer than a
+    video (default: what the checkpoint was trained with, else ``loop``). ``stores`` empty: the run's
+    recorded stores (``default_stores``). ``ensemble``: further checkpoints combined with ``ckpt`` by
+    ``ensemble_rule`` (vdgtool.evaluate.ensemble)."""
+    from vdgtool.video.manifest import read_class_list
+
     refuse_output_in_inputs([predictions, confusion],
-                            [ckpt, fuse, *stores, *(fuse_data or []), *(flow_stores or []), *(ensemble or [])])
+                            [ckpt, fuse, weights, class_map, *(stores or []), *(fuse_data or []), *(flow_stores or []),
+                             *(ensemble or [])])
     if ensemble and (fuse or flow_stores):
         raise ConfigError("--ensemble does not combine with --fuse or --flow", "evaluate the ensemble on its own")
-    model, class_names, info = load_predictor(ckpt, device)
+    if ensemble and (model_name or class_map):
+        raise ConfigError("--ensemble combines vdgtool checkpoints only", "drop --model / --class-map")
+    if isinstance(model_classes, str):
+        model_classes = read_class_list(model_classes)
+    if model_name and ckpt:
+        raise ConfigError("both a checkpoint and --model were given", "pass one: CKPT, or --model NAME --weights FILE")
+    if model_name and model_classes is None:
+        raise ConfigError(f"--model {model_name} has no class names for its outputs",
+                          "pass --model-classes FILE (the class list of its weights, in output order)")
+    model, class_names, info = load_predictor(ckpt, device, model_name, weights, model_classes=model_classes)
     stores, flow_stores, source = default_stores(stores, flow_stores, info, ckpt)
-    ds = _dataset(stores, model.input_specs(), class_names, num_clips, num_crops, seed, flow_stores)
+    refuse_output_in_inputs([predictions, confusion], [*stores, *(flow_stores or [])])
+    oob = out_of_bound or info.get("out_of_bound") or "loop"
+    mapped = None
+    if class_map:
+        model_names = class_names
+        class_names, groups = build_class_map(class_map, model_names, _store_classes(stores))
+        model = ClassMapPredictor(model, groups).to(device).eval()
+        mapped = {"class_map": os.path.abspath(class_map), "model_classes": len(model_names),
+                  "shared_classes": len(class_names)}
+    ds = _dataset(stores, model.input_specs(), class_names, num_clips, num_crops, seed, flow_stores,
+                  sampler_options={"out_of_bound": oob})
     p = predict_dataset(model, ds, device=device, batch_size=batch_size, workers=workers, amp=amp, desc="eval")
     scores = p["probs"]
     logits = p["logits"]
@@ -120,7 +193,8 @@ def evaluate(ckpt: str, stores: list[str] | None = None, *, device="cpu", num_cl
         if classes2 != class_names:
             raise ConfigError(f"the fused checkpoints have different classes ({len(class_names)} vs {len(classes2)})",
                               "fuse two models trained on the same label space")
-        ds2 = _dataset(fuse_data or stores, model2.input_specs(), class_names, num_clips, num_crops, seed)
+        ds2 = _dataset(fuse_data or stores, model2.input_specs(), class_names, num_clips, num_crops, seed,
+                       sampler_options={"out_of_bound": oob})
         p2 = predict_dataset(model2, ds2, device=device, batch_size=batch_size, workers=workers, amp=amp,
                              desc="eval (fused)")
         pos = {k: i for i, k in enumerate(p2["keys"])}
@@ -159,16 +233,19 @@ def evaluate(ckpt: str, stores: list[str] | None = None, *, device="cpu", num_cl
             sm = summarize(probs, p["labels"], p["domains"], class_names, ds.domains)
             res["streams"][name] = {"top1": sm["top1"], "top5": sm["top5"], "mean_class": sm["mean_class"],
                                     "per_domain": sm["per_domain"]}
-    res.update({"checkpoint": ckpt, "data": list(stores), "data_source": source, "flow": list(flow_stores or []),
-                "num_clips": num_clips,
-                "num_crops": num_crops, "method": info.get("method"), "fused_with": fuse,
-                "fusion": fusion if fuse else ("method" if p["streams"] else None), "classes": class_names})
+    res.update({"checkpoint": ckpt, "model": info.get("model"), "weights": info.get("weights"), "data": list(stores),
+                "data_source": source,                "flow": list(flow_stores or []), "num_clips": num_clips, "num_crops": num_crops,
+                "method": info.get("method"), "fused_with": fuse, "out_of_bound": oob,
+                "fusion": fusion if fuse else ("method" if p["streams"] else None), "classes": class_names,
+                "class_map": mapped})
     if confusion:
         res["confusion_png"] = plot_confusion(np.asarray(res["confusion"]), class_names, confusion,
-                                              title=os.path.basename(str(ckpt)))
+                                              title=os.path.basename(str(ckpt or model_name)))
     if predictions:
-        conv = {"model": info.get("model"), "checkpoint": os.path.abspath(ckpt), "num_clips": num_clips,
-                "num_crops": num_crops, "fusion": res["fusion"], "fused_with": fuse, "scores": "probs"}
+        conv = {"model": info.get("model"), "checkpoint": os.path.abspath(ckpt) if ckpt else None,
+                "weights": os.path.abspath(weights) if weights else None, "num_clips": num_clips,
+                "num_crops": num_crops, "fusion": res["fusion"], "fused_with": fuse, "scores": "probs",
+                "out_of_bound": oob, "class_map": mapped["class_map"] if mapped else None}
         if ens:
             conv["ensemble"] = {"rule": ens["rule"], "members": [m["checkpoint"] for m in ens["members"]]}
         with TableStoreWriter(predictions, "predictions", classes=class_names, domains=ds.domains,

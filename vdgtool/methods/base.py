@@ -40,7 +40,7 @@ from vdgtool.errors import ConfigError, VdgError
 METHODS: dict[str, type["Method"]] = {}
 BUILTIN_MODULES = ("vdgtool.methods.erm", "vdgtool.methods.drl", "vdgtool.methods.da",
                    "vdgtool.methods.two_stream", "vdgtool.methods.ada",
-                   "vdgtool.methods.cfb")
+                   "vdgtool.methods.cfb", "vdgtool.methods.augsearch")
 
 
 def register_method(name: str) -> Callable:

@@ -63,6 +63,9 @@ class TrainConfig:
                              group="data")
     pl_weight: float = opt(1.0, "Weight of the loss of pseudo-labelled rows (methods that weight per sample).",
                            min=0.0, group="data")
+    mix: str = opt("union", "How pseudo-labelled pool rows join the source: union = one stream over source + pool "
+                            "rows; balanced = every batch draws source and pool clips 1:1.",
+                   choices=("union", "balanced"), group="data")
     output: str = opt("run", "Run directory.", cli="-o/--output", group="data")
     train_domains: list[str] = opt(help="Train only on videos of this domain (repeatable).", cli="--domain",
                                    factory=list, group="data")
@@ -72,6 +75,10 @@ class TrainConfig:
                                        "target may cover only part of the source's label space.",
                               choices=("exact", "subset"), group="data")
     target_batch_size: int | None = opt(None, "Target clips per step (default: --batch-size).", min=1, group="data")
+    out_of_bound: str = opt("loop", "Dense clips of videos shorter than the clip span (short GIFs): loop = wrap "
+                                    "around to the first frame (mmaction2's default), repeat_last = repeat the last "
+                                    "frame. Used for training and validation clips.",
+                            choices=("loop", "repeat_last"), group="data")
     paired_crop: str = opt("shared", "RGB + flow items: one crop/flip for both clips, or independent draws "
                                      "(as the CFB release).", choices=("shared", "independent"), group="data")
     # -- model ---------------------------------------------------------------------------------------
@@ -212,6 +219,9 @@ class TrainConfig:
         if self.pool and not self.pseudo:
             raise ConfigError("--pool without --pseudo: the pool's labels would never be set",
                               "pass --pseudo SELECTED.h5 (vdgtool pseudolabel select)")
+        if self.mix == "balanced" and not self.pseudo:
+            raise ConfigError("--mix balanced draws source and pseudo-labelled pool clips 1:1, but no --pool/--pseudo "
+                              "was given", "pass --pool POOL.h5 --pseudo SELECTED.h5, or drop --mix")
         if self.target_flow and not self.target:
             raise ConfigError("--target-flow without --target", "pass the target clip store with --target")
         if self.pretrained and self.weights:

@@ -74,6 +74,44 @@ class EpochSampler(torch.utils.data.Sampler):
         return len(self.indices())
 
 
+class BalancedEpochSampler(torch.utils.data.Sampler):
+    """Source and pseudo-labelled pool items 1:1 in every batch (``--mix balanced``).
+
+    Each rank's sequence alternates a source item and a pool item, so every batch of an even size holds
+    half of each; the source and the pool are each walked through seeded permutations of the epoch
+    (cycled when the epoch needs more of one than it has). ``length`` items per rank; a function of
+    (seed, epoch, position) only, so a resumed run continues exactly.
+    """
+
+    def __init__(self, source, pool, seed: int, epoch: int, length: int, rank: int = 0, world: int = 1,
+                 start: int = 0):
+        self.source, self.pool = np.asarray(source, np.int64), np.asarray(pool, np.int64)
+        if not self.source.size or not self.pool.size:
+            raise InputError("--mix balanced needs source and pool items, but one of them is empty",
+                             "check --data and --pseudo (or use --mix union)")
+        self.seed, self.epoch, self.length, self.rank, self.world, self.start = seed, epoch, length, rank, world, start
+
+    def _walk(self, items: np.ndarray, name: str, n: int, offset: int) -> np.ndarray:
+        """Elements ``offset, offset + world, ...`` (n of them) of the cycled permutations of ``items``."""
+        j = offset + self.world * np.arange(n)
+        cycles = {c: np.random.default_rng(derive_seed(self.seed, "mix", name, self.epoch, c)).permutation(items.size)
+                  for c in np.unique(j // items.size).tolist()}
+        return np.array([items[cycles[int(x) // items.size][int(x) % items.size]] for x in j], dtype=np.int64)
+
+    def indices(self) -> np.ndarray:
+        n_src, n_pool = (self.length + 1) // 2, self.length // 2
+        out = np.empty(self.length, np.int64)
+        out[0::2] = self._walk(self.source, "source", n_src, self.rank)
+        out[1::2] = self._walk(self.pool, "pool", n_pool, self.rank)
+        return out[self.start:]
+
+    def __iter__(self):
+        return iter(self.indices().tolist())
+
+    def __len__(self):
+        return len(self.indices())
+
+
 class StreamSampler(torch.utils.data.Sampler):
     """An infinite stream of ``(index, cycle)`` over ``n`` items: cycle c is a seeded permutation, the
     cycles are concatenated, and rank r takes every ``world``-th element starting at ``start * world + r``.
@@ -266,9 +304,10 @@ class TrainContext:
 
         cfg = self.cfg
         topts = transform_options if transform_options is not None else self._t.transform_options
+        sopts = sampler_options if sampler_options is not None else self._t.sampler_options
         return build_for_inputs(list(stores), specs or self._t.specs, train, flow_stores=flow_stores,
                                 class_names=class_names or self.class_names, seed=cfg.seed, num_clips=num_clips,
-                                num_crops=num_crops, sampler_options=sampler_options, hide_labels=hide_labels,
+                                num_crops=num_crops, sampler_options=sopts, hide_labels=hide_labels,
                                 views=views, paired_crop=cfg.paired_crop, transform_options=topts if train else None)
 
     def predict(self, dataset, desc: str = "predict", batch_size: int | None = None, features: bool = False) -> dict:
@@ -286,6 +325,10 @@ class TrainContext:
 
     def log_event(self, name: str, **data) -> None:
         self._t._event(name, data)
+
+    def restore_train_mode(self) -> None:
+        """Back to training mode after a method's own eval-mode pass (``--freeze-bn`` kept)."""
+        self._t._restore_train_mode()
 
 
 class Trainer:
@@ -387,6 +430,7 @@ class Trainer:
         self.paired = "flow" in self.specs and "rgb" in self.specs
         self._check_streams()
         self.transform_options = transform_options(cfg)
+        self.sampler_options = {"out_of_bound": cfg.out_of_bound}
         self.ctx = TrainContext(self)
         self.train_ds = self._source_dataset()
         if len(self.train_ds) == 0:
@@ -457,7 +501,8 @@ class Trainer:
         return build_for_inputs(stores, self.specs, True, flow_stores=flow, class_names=self.class_names,
                                 seed=cfg.seed, domains=cfg.train_domains or None,
                                 views=self.method.dataset_views() or None, transform_options=self.transform_options,
-                                labels_from=labels_from, pl_weight=cfg.pl_weight, paired_crop=cfg.paired_crop)
+                                labels_from=labels_from, pl_weight=cfg.pl_weight, paired_crop=cfg.paired_crop,
+                                sampler_options=self.sampler_options)
 
     def _build_optimizers(self) -> None:
         cfg = self.cfg
@@ -734,8 +779,14 @@ class Trainer:
         self._progress()
         self.method.on_epoch_start(epoch)
         self.train_ds.set_epoch(epoch)
-        sampler = EpochSampler(len(self.train_ds), cfg.seed, epoch, self.rank, self.world,
-                               start=self.step_in_epoch * cfg.batch_size)
+        if cfg.mix == "balanced" and getattr(self.train_ds, "has_pseudo", False):
+            pool = np.asarray(self.train_ds.pseudo, dtype=bool)
+            sampler = BalancedEpochSampler(np.flatnonzero(~pool), np.flatnonzero(pool), cfg.seed, epoch,
+                                           self.steps_per_epoch * cfg.batch_size, self.rank, self.world,
+                                           start=self.step_in_epoch * cfg.batch_size)
+        else:
+            sampler = EpochSampler(len(self.train_ds), cfg.seed, epoch, self.rank, self.world,
+                                   start=self.step_in_epoch * cfg.batch_size)
         loader = make_loader(self.train_ds, cfg.batch_size, cfg.workers, sampler=sampler, drop_last=self.drop_last,
                              device=self.device)
         titer = None
@@ -869,5 +920,5 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> di
     return Trainer(cfg, resume=resume, overwrite=overwrite).fit()
 
 
-__all__ = ["EpochSampler", "Preempted", "StreamSampler", "TrainContext", "Trainer", "config_differences",
+__all__ = ["BalancedEpochSampler", "EpochSampler", "Preempted", "StreamSampler", "TrainContext", "Trainer", "config_differences",
            "default_flow_model", "init_from_checkpoint", "train", "union_classes"]
