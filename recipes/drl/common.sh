@@ -74,3 +74,7 @@ use_toy() {
   BASE=(--no-flip --optimizer adamw --lr 0.001 --epochs "$EPOCHS")
   DRL=(--no-flip --optimizer adamw --lr 0.0005 --epochs "$FT_EPOCHS")
 }
+
+# finished RUN_DIR: skip its `vdgtool train ... --resume` (which refuses a finished run), so a recipe run
+# again resumes where it stopped and reuses what is done
+finished() { [ -f "$1/done" ]; }

@@ -18,7 +18,7 @@ for M in $SWEEP; do
   for L in $LAMBDAS; do
     R="$D/${M}@lam=$L"
     student_hp "$M"
-    $V train --data "$KINETICS_TRAIN" --val "$KINETICS_VAL" --model "$MODEL" --method "$M" --hp "lam=$L" \
+    finished "$R" || $V train --data "$KINETICS_TRAIN" --val "$KINETICS_VAL" --model "$MODEL" --method "$M" --hp "lam=$L" \
       ${STUDENT_HP[@]+"${STUDENT_HP[@]}"} --init "$D/erm/checkpoints/last.pt" "${DRL[@]}" --seed "$SEED" \
       --device "$DEVICE" -j "$WORKERS" -o "$R" --resume
     for S in freeze shuffle; do

@@ -15,11 +15,11 @@ if [ -z "${K10_TRAIN:-}" ]; then
   use_toy; toy_stores "$OUT/toy"; K10_TRAIN=$TOY_TRAIN; K10_VAL=$TOY_VAL; MIMETICS10=$TOY_TARGET
 fi
 D="$OUT/mimetics/seed$SEED"
-$V train --data "$K10_TRAIN" --val "$K10_VAL" --val "$MIMETICS10" --model "$MODEL" "${BASE[@]}" \
+finished "$D/erm" || $V train --data "$K10_TRAIN" --val "$K10_VAL" --val "$MIMETICS10" --model "$MODEL" "${BASE[@]}" \
   --seed "$SEED" --device "$DEVICE" -j "$WORKERS" -o "$D/erm" --resume
 for M in $METHODS; do
   student_hp "$M"
-  $V train --data "$K10_TRAIN" --val "$K10_VAL" --val "$MIMETICS10" --model "$MODEL" --method "$M" \
+  finished "$D/$M" || $V train --data "$K10_TRAIN" --val "$K10_VAL" --val "$MIMETICS10" --model "$MODEL" --method "$M" \
     ${STUDENT_HP[@]+"${STUDENT_HP[@]}"} --init "$D/erm/checkpoints/last.pt" "${DRL[@]}" --seed "$SEED" \
     --device "$DEVICE" -j "$WORKERS" -o "$D/$M" --resume
 done

@@ -12,11 +12,11 @@ if [ -z "${KINETICS_TRAIN:-}" ]; then
   use_toy; toy_stores "$OUT/toy"; KINETICS_TRAIN=$TOY_TRAIN; KINETICS_VAL=$TOY_VAL
 fi
 D="$OUT/pretrain"
-$V train --data "$KINETICS_TRAIN" --val "$KINETICS_VAL" --model "$MODEL" --method erm "${BASE[@]}" \
+finished "$D/erm" || $V train --data "$KINETICS_TRAIN" --val "$KINETICS_VAL" --model "$MODEL" --method erm "${BASE[@]}" \
   --seed "$SEED" --device "$DEVICE" -j "$WORKERS" -o "$D/erm" --resume
 for M in $METHODS; do
   student_hp "$M"
-  $V train --data "$KINETICS_TRAIN" --val "$KINETICS_VAL" --model "$MODEL" --method "$M" ${STUDENT_HP[@]+"${STUDENT_HP[@]}"} \
+  finished "$D/$M" || $V train --data "$KINETICS_TRAIN" --val "$KINETICS_VAL" --model "$MODEL" --method "$M" ${STUDENT_HP[@]+"${STUDENT_HP[@]}"} \
     --init "$D/erm/checkpoints/last.pt" "${DRL[@]}" --seed "$SEED" --device "$DEVICE" -j "$WORKERS" -o "$D/$M" --resume
 done
 for M in erm $METHODS; do

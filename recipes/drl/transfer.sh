@@ -50,9 +50,9 @@ for ds in "${!TRAIN[@]}"; do
     || echo "transfer: static bias of $ds failed (error above); going on with the transfer runs" >&2
   for M in $ARMS; do
     CK="$OUT/pretrain/$M/checkpoints/last.pt"
-    $V train --data "${TRAIN[$ds]}" --val "${TEST[$ds]}" --model "$MODEL" --init "$CK" --linear-probe \
+    finished "$D/$M/linear_probe" || $V train --data "${TRAIN[$ds]}" --val "${TEST[$ds]}" --model "$MODEL" --init "$CK" --linear-probe \
       "${LP[@]}" --seed "$SEED" --device "$DEVICE" -j "$WORKERS" -o "$D/$M/linear_probe" --resume
-    $V train --data "${TRAIN[$ds]}" --val "${TEST[$ds]}" --model "$MODEL" --init "$CK" \
+    finished "$D/$M/finetune" || $V train --data "${TRAIN[$ds]}" --val "${TEST[$ds]}" --model "$MODEL" --init "$CK" \
       "${FT[@]}" --seed "$SEED" --device "$DEVICE" -j "$WORKERS" -o "$D/$M/finetune" --resume
     for R in linear_probe finetune; do  # the release's final test: 10 clips per video, last epoch
       $V eval "$D/$M/$R/checkpoints/last.pt" --data "${TEST[$ds]}" --clips "$TEST_CLIPS" --device "$DEVICE" \
