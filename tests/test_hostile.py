@@ -576,6 +576,8 @@ def test_14_forged_and_text_checkpoints(run_cli, clips, tmp_path):
         load_checkpoint(str(tmp_path / "cfg.pt"))
     _ok_line(*run_cli("features", tmp_path / "cfg.pt", "--data", clips, "-o", tmp_path / "f.h5")[::2],
              "is a text file, not a checkpoint")
+    # a store given where a checkpoint goes (e.g. as an --ensemble member) is named as a store
+    _ok_line(*run_cli("eval", clips, "--data", clips)[::2], "is an HDF5 store, not a checkpoint")
 
 
 @pytest.mark.parametrize("argv", [

@@ -52,6 +52,9 @@ def _refuse_non_checkpoint(path: str) -> None:
         return
     if not head:
         raise CheckpointError(f"{path} is an empty file, not a checkpoint", "copy the checkpoint again")
+    if head[:8] == b"\x89HDF\r\n\x1a\n":  # a vdgtool store (clips, flow, features, predictions)
+        raise CheckpointError(f"{path} is an HDF5 store, not a checkpoint",
+                              "pass a .pt file or run directory written by vdgtool train (stores go to --data)")
     try:
         head.decode("utf-8")
         text = True
