@@ -8,6 +8,19 @@ from vdgtool.cli.common import (at_file_callback, device_option, emit, json_opti
                                 seed_option, workers_option)
 
 
+def _score_options(f):
+    """--threshold and --score: the confidence rule shared by `rounds` and `select`."""
+    f = click.option("--score", type=click.Choice(["conf", "margin", "entropy"]), default="conf", show_default=True,
+                     help="conf = max p; margin = p(1) - p(2); entropy = 1 - H(p) / log K.")(f)
+    return click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=0.9, show_default=True,
+                        help="Keep videos whose score is at least this (every score lies in [0, 1]).")(f)
+
+
+def _cap_option(f):
+    return click.option("--cap-factor", type=click.FloatRange(0.0, min_open=True), default=1.0, show_default=True,
+                        help="For --balance cap.")(f)
+
+
 class DefaultCommandGroup(click.Group):
     """A group whose first argument is a subcommand or, when it names none, the first argument of the
     default command: with ``default_command = "rounds"``, ``vdgtool pseudolabel CKPT ...`` runs
@@ -60,17 +73,13 @@ pseudolabel.default_command = "rounds"
                    "unless --transductive.")
 @click.option("-o", "--output", required=True, type=click.Path(), help="Output directory (round1/, round2/, ...).")
 @click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True, help="Self-training rounds.")
-@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=0.9, show_default=True,
-              help="Keep pool videos whose score is at least this.")
-@click.option("--score", type=click.Choice(["conf", "margin", "entropy"]), default="conf", show_default=True,
-              help="conf = max p; margin = p(1) - p(2); entropy = 1 - H(p) / log K.")
+@_score_options
 @click.option("--balance", type=click.Choice(["none", "fraction", "cap"]), default="none", show_default=True,
               help="Per predicted class: fraction = top ceil(q_r * n_k) (CBST, q_r from --fraction); "
                    "cap = at most ceil(cap_factor * |S| / K).")
 @click.option("--fraction", help="Schedule of q per round for --balance fraction (the last value repeats) "
                                  "[default: 0.2,0.4,0.6].")
-@click.option("--cap-factor", type=click.FloatRange(0.0, min_open=True), default=1.0, show_default=True,
-              help="For --balance cap.")
+@_cap_option
 @click.option("--top-per-class", type=click.IntRange(min=1), default=None, help="At most N videos per class.")
 @click.option("--views", type=click.IntRange(min=1), default=3, show_default=True,
               help="Clips per pool video whose softmax scores are averaged.")
@@ -174,17 +183,13 @@ def _name(path: str) -> str:
 @pseudolabel.command("select")
 @click.argument("preds", metavar="PREDS.h5", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(), help="Predictions store of the selected videos.")
-@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=0.9, show_default=True,
-              help="Keep videos whose score is at least this (every score lies in [0, 1]).")
-@click.option("--score", type=click.Choice(["conf", "margin", "entropy"]), default="conf", show_default=True,
-              help="conf = max p; margin = p(1) - p(2); entropy = 1 - H(p) / log K.")
+@_score_options
 @click.option("--balance", type=click.Choice(["none", "fraction", "cap"]), default="none", show_default=True,
               help="Per predicted class: fraction = the top ceil(q * n_k) (n_k = videos predicted k); "
                    "cap = at most ceil(cap_factor * |S| / K).")
 @click.option("--fraction", type=click.FloatRange(0.0, 1.0, min_open=True), default=None,
               help="q for --balance fraction (e.g. 0.2, 0.4, 0.6 in rounds 1, 2, 3).")
-@click.option("--cap-factor", type=click.FloatRange(0.0, min_open=True), default=1.0, show_default=True,
-              help="For --balance cap.")
+@_cap_option
 @click.option("--top-per-class", type=click.IntRange(min=1), default=None, help="At most N videos per class.")
 @click.option("--accumulate", "previous", type=click.Path(),
               help="A previous selected store of the same pool: keep its videos too (labels from PREDS).")
