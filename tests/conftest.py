@@ -142,3 +142,24 @@ def assert_same_store(a, b) -> None:
 
 
 PY = sys.executable
+
+
+def preempt_mid_run(trainer, method_cls, monkeypatch, *, epoch: int = 1, step: int = 0) -> None:
+    """Run ``trainer.fit()`` as if SLURM sent SIGTERM right after ``method_cls.training_step`` ran step
+    ``step`` of epoch ``epoch`` (0-based): the trainer writes preempt.pt and raises Preempted."""
+    import signal
+
+    from vdgtool.train.engine import Preempted
+
+    real = method_cls.training_step
+
+    def stepped(m, batches, st):
+        out = real(m, batches, st)
+        if trainer.epoch == epoch and trainer.step_in_epoch == step:
+            trainer._stop_signal = signal.SIGTERM
+        return out
+
+    with monkeypatch.context() as mp:
+        mp.setattr(method_cls, "training_step", stepped)
+        with pytest.raises(Preempted):
+            trainer.fit()

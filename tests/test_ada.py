@@ -166,11 +166,10 @@ def _store(path, n_per_class=3, seed=0, classes=("a", "b", "c")):
 def test_resume_mid_epoch_and_deterministic_eval_and_ensemble(tmp_path, monkeypatch, run_cli):
     """apn-ada with the random control (RNG inside the step) stopped mid-epoch and resumed equals the
     uninterrupted run, perturbation metrics included; two eval passes agree; eval --ensemble runs."""
-    import signal
-
+    from conftest import preempt_mid_run
     from vdgtool.methods.base import METHODS
     from vdgtool.train.config import TrainConfig
-    from vdgtool.train.engine import Preempted, Trainer, train
+    from vdgtool.train.engine import Trainer, train
 
     src, val = _store(tmp_path / "src.h5"), _store(tmp_path / "val.h5", 1, seed=1)
 
@@ -181,19 +180,7 @@ def test_resume_mid_epoch_and_deterministic_eval_and_ensemble(tmp_path, monkeypa
 
     train(cfg(tmp_path / "full"))
     t = Trainer(cfg(tmp_path / "pre"))
-    cls = METHODS["apn-ada"]
-    real = cls.training_step
-
-    def step(m, batches, st):
-        out = real(m, batches, st)
-        if t.epoch == 1 and t.step_in_epoch == 0:
-            t._stop_signal = signal.SIGTERM
-        return out
-
-    monkeypatch.setattr(cls, "training_step", step)
-    with pytest.raises(Preempted):
-        t.fit()
-    monkeypatch.undo()
+    preempt_mid_run(t, METHODS["apn-ada"], monkeypatch, epoch=1, step=0)
     train(cfg(tmp_path / "pre"), resume=True)
     a = torch.load(tmp_path / "full/checkpoints/last.pt", weights_only=True)
     b = torch.load(tmp_path / "pre/checkpoints/last.pt", weights_only=True)

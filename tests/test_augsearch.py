@@ -10,7 +10,7 @@ import torch
 
 from vdgtool.augment.search import (Candidate, CandidateScorer, draw_candidates, magnitude, ops_grid,
                                     stratified_indices)
-from conftest import colour_store
+from conftest import colour_store, preempt_mid_run
 from vdgtool.errors import ConfigError
 
 CLASSES = ["a", "b", "c"]
@@ -99,28 +99,15 @@ def test_augsearch_picks_checkpoints_and_resumes_T(data, tmp_path, run_cli, monk
     done = json.loads((out / "done").read_text())
     assert "augsearch" in json.dumps(done)
     # the same run stopped by SIGTERM in epoch 2 (after the first search), then --resume: T and weights as one run
-    import signal
-
     from vdgtool.methods.augsearch import AugSearch
     from vdgtool.train.config import TrainConfig
-    from vdgtool.train.engine import Preempted, Trainer, train
+    from vdgtool.train.engine import Trainer, train
 
     cfg = json.loads((out / "config.json").read_text())
     cfg = TrainConfig.from_dict({k: v for k, v in cfg.items() if k in TrainConfig.__dataclass_fields__})
     cfg.output = str(tmp_path / "as2")
     t = Trainer(cfg)
-    real = AugSearch.training_step
-
-    def step(m, batches, st):
-        res = real(m, batches, st)
-        if t.epoch == 1 and t.step_in_epoch == 1:
-            t._stop_signal = signal.SIGTERM
-        return res
-
-    monkeypatch.setattr(AugSearch, "training_step", step)
-    with pytest.raises(Preempted):
-        t.fit()
-    monkeypatch.undo()
+    preempt_mid_run(t, AugSearch, monkeypatch, epoch=1, step=1)
     train(cfg, resume=True)
     ck2 = torch.load(tmp_path / "as2" / "checkpoints" / "last.pt", weights_only=True)
     assert ck2["method_state"]["T"] == T

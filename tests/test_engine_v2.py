@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import preempt_mid_run
 from vdgtool.errors import CheckpointError, ConfigError, ConventionMismatch, InputError
 from vdgtool.stores import VideoStoreWriter
 from vdgtool.train.config import TrainConfig
@@ -295,20 +296,7 @@ def test_resume_mid_epoch_restores_weights_and_method_state(data, tmp_path, monk
     train(_cfg(data, full, **kw))
     run = tmp_path / "pre"
     t = Trainer(_cfg(data, run, **kw))
-    real = METHODS["test-stateful"].training_step
-
-    def step(m, batches, st):
-        out = real(m, batches, st)
-        if t.epoch == 1 and t.step_in_epoch == 0:
-            t._stop_signal = signal.SIGTERM
-        return out
-
-    monkeypatch.setattr(METHODS["test-stateful"], "training_step", step)
-    from vdgtool.train.engine import Preempted
-
-    with pytest.raises(Preempted):
-        t.fit()
-    monkeypatch.undo()
+    preempt_mid_run(t, METHODS["test-stateful"], monkeypatch, epoch=1, step=0)
     assert (run / "checkpoints" / "preempt.pt").exists()
     train(_cfg(data, run, **kw), resume=True)
     a, b = _weights(full), _weights(run)
