@@ -174,7 +174,7 @@ def evaluate(ckpt: str | None, stores: list[str] | None = None, *, device="cpu",
                           "pass --model-classes FILE (the class list of its weights, in output order)")
     model, class_names, info = load_predictor(ckpt, device, model_name, weights, model_classes=model_classes)
     stores, flow_stores, source = default_stores(stores, flow_stores, info, ckpt)
-    refuse_output_in_inputs([predictions, confusion], [*stores, *(flow_stores or [])])
+    refuse_output_in_inputs([predictions, confusion], [*stores, *(flow_stores or [])])  # the recorded ones too
     oob = out_of_bound or info.get("out_of_bound") or "loop"
     mapped = None
     if class_map:
