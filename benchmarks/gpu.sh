@@ -32,8 +32,10 @@ python benchmarks/gpu/bench_gpu.py step --models "$models" --batch 32 --amp bf16
 python benchmarks/gpu/bench_gpu.py step --models "$models" --batch 32 --amp bf16 --channels-last | tee -a "$out/step.txt"
 python benchmarks/gpu/bench_gpu.py step --models r3d_18 --batch 32 --amp bf16 --compile | tee -a "$out/step.txt"
 
-# 3. the loader's clip rate (to set beside r3d_18's step rate at batch 32)
-python benchmarks/gpu/bench_gpu.py loader --model r3d_18 --batch 32 --workers 0 4 8 "$threads" | tee "$out/loader.txt"
+# 3. the loader's clip rate (to set beside r3d_18's step rate at batch 32): decoded in the workers, and as JPEG
+#    bytes decoded on the GPU (--decode cuda, one nvJPEG call per batch)
+python benchmarks/gpu/bench_gpu.py loader --model r3d_18 --batch 32 --workers 0 4 8 "$threads" --decode cpu cuda \
+  | tee "$out/loader.txt"
 
 # 4. nvJPEG batch decode against CPU JPEG decoding
 python benchmarks/gpu/bench_gpu.py nvjpeg --device cuda | tee "$out/nvjpeg.txt"

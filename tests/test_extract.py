@@ -81,11 +81,43 @@ def test_csv_and_mmaction_list_manifests(tmp_path, toy):
         load_manifest(str(lst), classes_file=str(cls))
 
 
-def test_workers_give_the_same_store(tmp_path, toy):
+def test_workers_give_the_same_store(tmp_path, toy, monkeypatch):
+    """Raw videos come back from the workers through shared memory, which the writer unlinks."""
+    import vdgtool.video.extract as X
+
+    seen = []
+    real = X._add_video
+    monkeypatch.setattr(X, "_add_video", lambda w, k, fr, **kw: seen.append(type(fr).__name__) or real(w, k, fr, **kw))
+    before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
     man = load_manifest(str(toy / "animated.csv"))
     extract(man, str(tmp_path / "w0.h5"), encoding="raw")
+    assert set(seen) == {"EncodedVideo"}
+    seen.clear()
     extract(man, str(tmp_path / "w2.h5"), encoding="raw", workers=2)
     assert_same_store(tmp_path / "w0.h5", tmp_path / "w2.h5")
+    if os.path.isdir("/dev/shm"):
+        assert set(seen) == {"_Shared"}
+        assert set(os.listdir("/dev/shm")) - before == set()  # every block unlinked
+
+
+def test_shared_memory_hand_off_round_trips_and_falls_back(tmp_path, monkeypatch):
+    import vdgtool.video.extract as X
+    from vdgtool.stores import VideoStoreWriter
+
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm")
+    rng = np.random.default_rng(0)
+    parts = [rng.integers(0, 255, (n, 6, 8, 3), dtype=np.uint8) for n in (3, 5)]
+    shared = X._to_shared(parts)
+    assert isinstance(shared, X._Shared) and shared.shape == (8, 6, 8, 3)
+    with VideoStoreWriter(str(tmp_path / "s.h5"), classes=["a"], encoding="raw") as w:
+        X._add_video(w, "v", shared, index=0, label=0, domain="d", fps=5)
+    assert not os.path.exists(f"/dev/shm/{shared.name.lstrip('/')}")
+    got = VideoStore(str(tmp_path / "s.h5"))
+    assert np.array_equal(got.read(0), np.concatenate(parts))
+    got.close()
+    monkeypatch.setattr(X, "_shm_room", lambda nbytes: False)  # a full /dev/shm: the pipe instead
+    assert X._to_shared(parts) is None
 
 
 def test_jpeg_store_is_byte_identical_whatever_the_workers(tmp_path, toy):

@@ -79,8 +79,10 @@ def _worker_init(_worker_id: int) -> None:
 
 def make_loader(dataset, batch_size: int, workers: int = 0, sampler=None, shuffle: bool = False,
                 drop_last: bool = False, device=None, collate_fn=None) -> torch.utils.data.DataLoader:
-    """A DataLoader with vdgtool's item collation, pinned memory on CUDA and signal-safe workers."""
+    """A DataLoader with vdgtool's item collation, pinned memory on CUDA and signal-safe workers; over a dataset
+    with device decoding on (vdgtool.data.device_decode) its batches are decoded on ``device``."""
     from vdgtool.data import collate_views
+    from vdgtool.data.device_decode import DecodingLoader, base_dataset
 
     if int(batch_size) < 1:
         raise ConfigError(f"batch size {batch_size} must be at least 1", "pass --batch-size 1 or more")
@@ -90,11 +92,15 @@ def make_loader(dataset, batch_size: int, workers: int = 0, sampler=None, shuffl
     if int(workers) > 0:
         kw["worker_init_fn"] = _worker_init
         kw["prefetch_factor"] = 2
-    return torch.utils.data.DataLoader(dataset, batch_size=int(batch_size), sampler=sampler, shuffle=shuffle,
-                                       num_workers=int(workers), collate_fn=collate_fn or collate_views,
-                                       drop_last=drop_last,
-                                       pin_memory=bool(device is not None and torch.device(device).type == "cuda"),
-                                       persistent_workers=False, **kw)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=int(batch_size), sampler=sampler, shuffle=shuffle,
+                                         num_workers=int(workers), collate_fn=collate_fn or collate_views,
+                                         drop_last=drop_last,
+                                         pin_memory=bool(device is not None and torch.device(device).type == "cuda"),
+                                         persistent_workers=False, **kw)
+    base = base_dataset(dataset)
+    if getattr(base, "device_decode", False):  # JPEG clips arrive encoded: decode each batch on the device
+        return DecodingLoader(loader, base, device if device is not None else "cpu")
+    return loader
 
 
 def to_device(batch, device, non_blocking: bool = True):

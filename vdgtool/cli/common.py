@@ -183,6 +183,12 @@ def device_option(f):
                         help="torch device: auto (CUDA when available), cpu, cuda, cuda:1 ...")(f)
 
 
+def decode_option(f):
+    return click.option("--decode", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                        help="Where JPEG clips are decoded: auto (on the GPU with nvJPEG when the device is CUDA), "
+                             "cpu (the loader workers), cuda (the GPU).")(f)
+
+
 def emit(result, as_json: bool, table_rows=None, headers=None, title: str | None = None) -> None:
     """Print a result: JSON (machine-readable) or a tabulate table (humans)."""
     from vdgtool.utils.provenance import dumps

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vdgtool.cli.common import at_file_callback, device_option, emit, json_option, overwrite_option, seed_option, workers_option
+from vdgtool.cli.common import at_file_callback, decode_option, device_option, emit, json_option, overwrite_option, seed_option, workers_option
 
 
 def _shot_list(ctx, param, value):
@@ -74,12 +74,13 @@ def _pct(v):
 @click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), default="auto", show_default=True)
 @workers_option
 @device_option
+@decode_option
 @overwrite_option
 @seed_option
 @json_option
 def eval_cmd(ckpt, model_name, weights, model_classes, class_map, out_of_bound, data, num_clips, num_crops, flow_stores,
              fuse, fuse_data, fusion, ensemble, ensemble_rule, predictions, confusion, few_shot, ways, shots, queries,
-             episodes, fs_solver, episodes_file, batch_size, amp, workers, device, overwrite, seed, as_json):
+             episodes, fs_solver, episodes_file, batch_size, amp, workers, device, decode, overwrite, seed, as_json):
     """Evaluate a checkpoint (or run directory: best.pt) on clip stores.
 
     Prints top-1, top-5 and mean-class accuracy, per domain and per class; writes a prediction
@@ -121,7 +122,7 @@ def eval_cmd(ckpt, model_name, weights, model_classes, class_map, out_of_bound, 
                    overwrite=overwrite, flow_stores=list(flow_stores) or None, ensemble=list(ensemble) or None,
                    ensemble_rule=ensemble_rule,
                    model_name=model_name, weights=weights, model_classes=model_classes, class_map=class_map,
-                   out_of_bound=out_of_bound)
+                   out_of_bound=out_of_bound, decode=decode)
     if as_json:
         emit(res, True)
         return
@@ -191,11 +192,12 @@ def _few_shot(ckpt, data, ways, shots, queries, episodes, episodes_file, batch_s
 @click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), default="auto", show_default=True)
 @workers_option
 @device_option
+@decode_option
 @overwrite_option
 @seed_option
 @json_option
-def features(ckpt, model_name, weights, data, output, flow_stores, num_clips, dtype, batch_size, amp, workers, device, overwrite,
-             seed, as_json):
+def features(ckpt, model_name, weights, data, output, flow_stores, num_clips, dtype, batch_size, amp, workers, device,
+             decode, overwrite, seed, as_json):
     """Extract pooled clip features of every video into a feature store, batched on the device.
 
     \b
@@ -208,5 +210,6 @@ def features(ckpt, model_name, weights, data, output, flow_stores, num_clips, dt
 
     res = extract_features(ckpt, list(data), output, model_name=model_name, weights=weights,
                            device=resolve_device(device), num_clips=num_clips, batch_size=batch_size, workers=workers,
-                           amp=amp, dtype=dtype, seed=seed, overwrite=overwrite, flow_stores=list(flow_stores) or None)
+                           amp=amp, dtype=dtype, seed=seed, overwrite=overwrite, flow_stores=list(flow_stores) or None,
+                           decode=decode)
     emit(res, as_json)

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import torch
 
+from vdgtool.data.device_decode import setup_decode
 from vdgtool.errors import ConfigError, InputError
 from vdgtool.evaluate.classmap import ClassMapPredictor, build_class_map
 from vdgtool.evaluate.metrics import plot_confusion, summarize
@@ -148,14 +149,15 @@ def evaluate(ckpt: str | None, stores: list[str] | None = None, *, device="cpu",
              flow_stores: list[str] | None = None, model_name: str | None = None, weights: str | None = None,
              model_classes: str | list[str] | None = None, class_map: str | None = None,
              out_of_bound: str | None = None, ensemble: list[str] | None = None,
-             ensemble_rule: str = "maxconf") -> dict:
+             ensemble_rule: str = "maxconf", decode: str = "auto") -> dict:
     """Accuracy of a checkpoint (or a registry model with ``weights`` and ``model_classes``) on ``stores``.
 
     ``class_map``: restrict the predictor to the model classes mapped to the data's classes (the
     zero-shot setting, see vdgtool.evaluate.classmap). ``out_of_bound``: padding of clips longer than a
     video (default: what the checkpoint was trained with, else ``loop``). ``stores`` empty: the run's
     recorded stores (``default_stores``). ``ensemble``: further checkpoints combined with ``ckpt`` by
-    ``ensemble_rule`` (vdgtool.evaluate.ensemble)."""
+    ``ensemble_rule`` (vdgtool.evaluate.ensemble). ``decode``: where JPEG clips are decoded (auto, cpu, cuda;
+    vdgtool.data.device_decode)."""
     from vdgtool.video.manifest import read_class_list
 
     refuse_output_in_inputs([predictions, confusion],
@@ -185,6 +187,7 @@ def evaluate(ckpt: str | None, stores: list[str] | None = None, *, device="cpu",
                   "shared_classes": len(class_names)}
     ds = _dataset(stores, model.input_specs(), class_names, num_clips, num_crops, seed, flow_stores,
                   sampler_options={"out_of_bound": oob})
+    setup_decode(decode, device, {"--data": ds})
     p = predict_dataset(model, ds, device=device, batch_size=batch_size, workers=workers, amp=amp, desc="eval")
     scores = p["probs"]
     logits = p["logits"]
@@ -195,6 +198,7 @@ def evaluate(ckpt: str | None, stores: list[str] | None = None, *, device="cpu",
                               "fuse two models trained on the same label space")
         ds2 = _dataset(fuse_data or stores, model2.input_specs(), class_names, num_clips, num_crops, seed,
                        sampler_options={"out_of_bound": oob})
+        setup_decode(decode, device, {"--fuse-data": ds2})
         p2 = predict_dataset(model2, ds2, device=device, batch_size=batch_size, workers=workers, amp=amp,
                              desc="eval (fused)")
         pos = {k: i for i, k in enumerate(p2["keys"])}
@@ -261,7 +265,7 @@ def evaluate(ckpt: str | None, stores: list[str] | None = None, *, device="cpu",
 def extract_features(ckpt: str | None, stores: list[str] | None, out: str, *, model_name: str | None = None,
                      weights: str | None = None, device="cpu", num_clips: int = 1, batch_size: int = 16,
                      workers: int = 0, amp: str = "auto", dtype: str = "float16", seed: int = 0,
-                     overwrite: bool = False, flow_stores: list[str] | None = None) -> dict:
+                     overwrite: bool = False, flow_stores: list[str] | None = None, decode: str = "auto") -> dict:
     """Pooled clip features (averaged over test clips) of every video -> a feature store (a multi-stream
     method concatenates its streams' features)."""
     refuse_output_in_inputs(out, [ckpt, weights, *stores, *(flow_stores or [])])
@@ -269,6 +273,7 @@ def extract_features(ckpt: str | None, stores: list[str] | None, out: str, *, mo
     stores, flow_stores, source = default_stores(stores, flow_stores, info, ckpt)
     info = {k: v for k, v in info.items() if k != "config"}
     ds = _dataset(stores, model.input_specs(), class_names, num_clips, 1, seed, flow_stores)
+    setup_decode(decode, device, {"--data": ds})
     p = predict_dataset(model, ds, device=device, batch_size=batch_size, workers=workers, amp=amp, features=True,
                         desc="features")
     conv = {**info, "layer": "pooled (forward_features)", "num_clips": num_clips, "dtype": dtype,

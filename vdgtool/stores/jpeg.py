@@ -138,29 +138,38 @@ def decode_jpegs(bufs, scale: int = 1) -> np.ndarray:
     return out
 
 
-def decode_jpegs_torch(bufs, device="cpu"):
-    """JPEG files (same size) -> (N, H, W, 3) uint8 torch tensor on ``device``, decoded there as one batch.
+def decode_jpeg_list_torch(bufs, device="cpu") -> list:
+    """JPEG files (any sizes) -> list of (3, H, W) uint8 torch tensors on ``device``, decoded there in one call.
 
-    On CUDA this is nvJPEG (``torchvision.io.decode_jpeg(..., device="cuda")``): only the compressed bytes cross
-    the bus (~8x fewer than decoded frames). On the CPU it is torchvision's libjpeg; both agree with
-    :func:`decode_jpegs` within JPEG decoder tolerance (tested on the CPU; nvJPEG's IDCT and upsampling differ
-    by a few grey levels). This is the decoding half of a GPU loader path; the training loader does not use it
-    yet (issue 17, not done).
+    On CUDA this is nvJPEG's batched decode (``torchvision.io.decode_jpeg(list, device="cuda")``): only the
+    compressed bytes cross the bus (~8x fewer than decoded frames). On the CPU it is torchvision's libjpeg-turbo;
+    both agree with :func:`decode_jpegs` within JPEG decoder tolerance (the CPU paths give the same pixels, tested;
+    nvJPEG's IDCT and chroma upsampling may differ by a few grey levels). A damaged file raises StoreError.
     """
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
     data = [torch.from_numpy(np.array(b, dtype=np.uint8)) for b in bufs]  # a copy: h5py buffers are read-only
     if not data:
-        return torch.zeros((0, 0, 0, 3), dtype=torch.uint8, device=device)
+        return []
     try:
-        imgs = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+        return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
     except RuntimeError:
         raise StoreError(*_CORRUPT) from None
+
+
+def decode_jpegs_torch(bufs, device="cpu"):
+    """JPEG files (same size) -> (N, H, W, 3) uint8 torch tensor on ``device``, decoded there as one batch
+    (:func:`decode_jpeg_list_torch`, stacked)."""
+    import torch
+
+    imgs = decode_jpeg_list_torch(bufs, device)
+    if not imgs:
+        return torch.zeros((0, 0, 0, 3), dtype=torch.uint8, device=device)
     try:
         return torch.stack(imgs).permute(0, 2, 3, 1).contiguous()
     except RuntimeError:
         raise StoreError(*_CORRUPT) from None
 
 
-__all__ = ["SCALES", "decode_jpegs_torch", "encoder_name", "encode_jpeg", "decode_jpeg", "decode_jpegs", "choose_scale", "scaled_size"]
+__all__ = ["SCALES", "decode_jpeg_list_torch", "decode_jpegs_torch", "encoder_name", "encode_jpeg", "decode_jpeg", "decode_jpegs", "choose_scale", "scaled_size"]

@@ -35,7 +35,7 @@ def opt(default: Any = None, help: str = "", *, choices: tuple | None = None, mi
 
 
 #: options that may change when a run is resumed (they do not change what is computed)
-RESUMABLE_CHANGES = ("workers", "device", "logger", "allow_nonfinite", "output")
+RESUMABLE_CHANGES = ("workers", "device", "decode", "logger", "allow_nonfinite", "output")
 #: options that may change on resume and are recorded in config.json ("resumed"): extending a run
 RECORDED_CHANGES = ("epochs",)
 
@@ -147,6 +147,10 @@ class TrainConfig:
     seed: int = opt(0, "Random seed (recorded in the run).", group="runtime")
     device: str = opt("auto", "torch device: auto (CUDA when available), cpu, cuda, cuda:1 ...", group="runtime")
     amp: str = opt("auto", "Mixed precision on CUDA.", choices=("auto", "off", "bf16", "fp16"), group="runtime")
+    decode: str = opt("auto", "Where JPEG clips are decoded: auto (on the GPU with nvJPEG when the run uses CUDA, "
+                              "for every stream that allows it; else in the loader workers), cpu (the loader "
+                              "workers), cuda (the GPU; refused for a stream that cannot).",
+                      choices=("auto", "cpu", "cuda"), group="runtime")
     logger: list[str] = opt(help="Loggers besides results.jsonl / metrics.csv: tensorboard, wandb (repeatable or "
                                  "comma-separated).", factory=list, group="runtime")
 

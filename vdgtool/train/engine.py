@@ -453,6 +453,10 @@ class Trainer:
             self.val_sets.append((os.path.splitext(os.path.basename(v))[0],
                                   self.ctx.build_dataset([v], train=False, num_clips=cfg.val_clips,
                                                          flow_stores=cfg.val_flow if self.paired else None)))
+        from vdgtool.data.device_decode import setup_decode
+
+        self.decode = setup_decode(cfg.decode, self.device, {"--data": self.train_ds, "--target": self.target_ds,
+                                                             **{f"--val {n}": ds for n, ds in self.val_sets}})
         self._build_optimizers()
         if self.world > 1:
             ddp_kw = {"device_ids": [self.local_rank]} if self.device.type == "cuda" else {}
@@ -553,6 +557,7 @@ class Trainer:
         return {**self.cfg.to_dict(), "class_names": self.class_names,
                 "input_spec": self.spec.to_dict(), "networks": self.network_records, "hparams": self.hp,
                 "world_size": self.world, "inputs": list(self.method.INPUTS), "resumed": self.resumed,
+                "decoding": self.decode,
                 "provenance": make_provenance(seed=self.cfg.seed, parents=self.cfg.data + self.cfg.val +
                                               self.cfg.target + self.cfg.flow + self.cfg.target_flow)}
 

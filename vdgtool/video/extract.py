@@ -3,11 +3,13 @@
 Pipeline: each video is decoded in batches (resized inside the decoder) and every batch is JPEG-encoded as soon
 as it is decoded, so a worker never holds more than one decoded batch; with ``workers`` > 0, decoding and
 encoding run in worker processes and the main process only writes (one HDF5 writer), in manifest order, so the
-store is the same whatever the number of workers.
+store is the same whatever the number of workers. Raw videos come back from the workers through shared memory
+(a decoded video is ~10-100 MB; pickling it through the pool's pipe ran ~4x slower), JPEG ones through the pipe.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 from dataclasses import dataclass, field
@@ -59,6 +61,76 @@ class _Job:
     encoding: str
     quality: int
     decoders: tuple
+    share: bool = False  # in a worker process: leave raw videos in shared memory for the writer
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """A raw video a worker left in a shared-memory block for the writer, which unlinks it."""
+
+    name: str
+    shape: tuple
+    dtype: str
+    crc: int
+
+
+def _shm_room(nbytes: int) -> bool:
+    """Is there room for ``nbytes`` in /dev/shm (with a margin)? Writing past a full tmpfs would kill the worker
+    with SIGBUS (containers often mount 64 MB), so a video that does not fit goes through the pipe instead."""
+    try:
+        st = os.statvfs("/dev/shm")
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize >= 4 * nbytes + (64 << 20)
+
+
+def _to_shared(parts: list) -> "_Shared | None":
+    """Raw batches of one video -> one shared-memory block (one copy), or None when /dev/shm has no room."""
+    from multiprocessing import shared_memory
+
+    from vdgtool.stores.checksum import crc_of
+
+    shape = (sum(len(p) for p in parts),) + tuple(parts[0].shape[1:])
+    dtype = np.dtype(parts[0].dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    if nbytes == 0 or not _shm_room(nbytes):
+        return None
+    shm = shared_memory.SharedMemory(create=True, size=nbytes)
+    try:
+        arr = np.ndarray(shape, dtype, buffer=shm.buf)
+        t = 0
+        for p in parts:
+            arr[t:t + len(p)] = p
+            t += len(p)
+        crc = crc_of(arr)
+        del arr
+        shm.close()
+    except BaseException:
+        shm.close()
+        shm.unlink()
+        raise
+    return _Shared(shm.name, shape, dtype.str, crc)
+
+
+def _add_video(writer: VideoStoreWriter, key: str, frames, **kw) -> None:
+    """``writer.add_video``, attaching (and then unlinking) a worker's shared-memory video."""
+    if not isinstance(frames, _Shared):
+        writer.add_video(key, frames, **kw)
+        return
+    from multiprocessing import shared_memory
+
+    shm = shared_memory.SharedMemory(name=frames.name)
+    try:
+        enc = EncodedVideo("raw", frames.shape, np.ndarray(frames.shape, np.dtype(frames.dtype), buffer=shm.buf),
+                           frames.crc)
+        writer.add_video(key, enc, **kw)
+        del enc
+    finally:
+        try:
+            shm.close()
+        except BufferError:  # an exception's traceback still holds the array: the mapping goes with it
+            pass
+        shm.unlink()
 
 
 def _decode_encoded(path: str, job: _Job) -> tuple[EncodedVideo, dict]:
@@ -75,6 +147,10 @@ def _decode_encoded(path: str, job: _Job) -> tuple[EncodedVideo, dict]:
     _, info = decode(path, job.opts, job.decoders, on_batch=on_batch)
     if jpeg:
         return join_encoded(parts), info
+    if job.share and parts:
+        shared = _to_shared(parts)
+        if shared is not None:
+            return shared, info
     return encode_video(np.concatenate(parts) if len(parts) > 1 else parts[0], "raw"), info
 
 
@@ -139,7 +215,7 @@ def extract(manifest: Manifest, out: str, *, opts: DecodeOptions | None = None, 
         if workers and workers > 0 and len(todo) > 1:
             ctx = mp.get_context("spawn" if os.name == "nt" else "forkserver")
             pool = ctx.Pool(min(workers, len(todo)), initializer=_init_worker)
-            results = _bounded_imap(pool, todo, job, window=2 * workers)
+            results = _bounded_imap(pool, todo, dataclasses.replace(job, share=True), window=2 * workers)
         else:
             results = map(_work, ((it, job) for it in todo))
         for item, frames, info, err in progress(results, total=len(todo), desc="extract", unit="video"):
@@ -148,8 +224,8 @@ def extract(manifest: Manifest, out: str, *, opts: DecodeOptions | None = None, 
                 writer.add_error(item.key, index=item.index, source=item.path, reason=err)
                 continue
             label = class_index.get(item.label, -1) if item.label is not None else -1
-            writer.add_video(item.key, frames, index=item.index, label=label, domain=item.domain,
-                             fps=info["fps"], source=item.path, decoder=info["decoder"])
+            _add_video(writer, item.key, frames, index=item.index, label=label, domain=item.domain,
+                       fps=info["fps"], source=item.path, decoder=info["decoder"])
         if pool is not None:
             pool.close()
             pool.join()
