@@ -30,10 +30,17 @@ ARMS = {
     "trn-ada": ["--model", "test_trn", "--method", "ada"],
     "apn-global": [*APN, "--model-arg", "level=global", "--method", "erm"],
     "apn": [*APN, "--method", "erm"],
+    # ERM with as many theta-steps as apn-ada's update=paper takes (3 per batch): 3x the epochs
+    "apn-3x": [*APN, "--method", "erm", "--epochs", str(3 * int(os.environ.get("EPOCHS", "8")))],
     "apn-ada": [*APN, "--method", "apn-ada"],  # levels II,III (ADA*), gamma 0.01
     "apn-ada-III": [*APN, "--method", "apn-ada", "--hp", "levels=III"],
     "apn-ada-II": [*APN, "--method", "apn-ada", "--hp", "levels=II"],
     "apn-ada-random": [*APN, "--method", "apn-ada", "--hp", "attack=random"],
+    # a labelled deviation (spec 6.5 b): eta = 8 = the batch size, i.e. a per-clip step of the paper's size on
+    # a batch-mean loss, with its own size-matched random control; probes whether the direction matters once
+    # the perturbation is large enough to matter
+    "apn-ada-eta8": [*APN, "--method", "apn-ada", "--hp", "eta=8"],
+    "apn-ada-eta8-random": [*APN, "--method", "apn-ada", "--hp", "eta=8", "--hp", "attack=random"],
     # the other members of the gamma ensemble (apn-ada is gamma = 0.01)
     "apn-ada-g0.001": [*APN, "--method", "apn-ada", "--hp", "gamma=0.001"],
     "apn-ada-g0.1": [*APN, "--method", "apn-ada", "--hp", "gamma=0.1"],
@@ -105,10 +112,11 @@ def main(argv=None) -> None:
                 continue
             print(f"toy_ada: seed {s}: {arm}", file=sys.stderr, flush=True)
             # --no-flip keeps each shape's direction of travel; --scale-min 0.7 keeps the object in the crop
-            vdgtool("train", "--data", f"{d}/source_train.h5", *vals, *ARMS[arm], "--num-frames", "5",
+            # the arm's options come last, so an arm may override a common one (apn-3x: --epochs)
+            vdgtool("train", "--data", f"{d}/source_train.h5", *vals, "--num-frames", "5",
                     "--epochs", env["EPOCHS"], "--batch-size", env["BATCH"], "--optimizer", "adamw", "--lr", env["LR"],
                     "--no-flip", "--scale-min", "0.7", "--workers", "0", "--seed", str(s), "-o", f"{d}/{arm}",
-                    "--overwrite")
+                    "--overwrite", *ARMS[arm])
 
 
 if __name__ == "__main__":

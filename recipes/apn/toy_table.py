@@ -24,6 +24,7 @@ def _ms(v: list[float], digits: int = 1) -> str:
     if not v:
         return ""
     m = sum(v) / len(v)
+    m = 0.0 if abs(m) < 1e-9 else m  # no "-0.0"
     if len(v) < 2:
         return f"{100 * m:.{digits}f}"
     se = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1) / len(v))
@@ -47,6 +48,29 @@ def table(out: str, seeds: list[str], arms: list[str]) -> list[tuple]:
                 cells.append(_ms(acc))
             cells.append(_pert(hists) if rule == "val" else "")
             rows.append((arm, rule, *cells))
+    return rows
+
+
+def _accs(out: str, seed: str, arm: str, rule: str) -> list[float]:
+    """One run's test accuracy per target (``rule``: val or oracle selection)."""
+    h = read_run(f"{out}/seed{seed}/{arm}")["history"]
+    return [(select_epoch(h, "val", "source_val") if rule == "val" else select_epoch(h, "oracle", f"{t}_val"))
+            ["val"][f"{t}_test"]["top1"] for t in TARGETS]
+
+
+def paired_table(out: str, seeds: list[str], pairs: list[str], rule: str = "val") -> list[tuple]:
+    """``A:B`` -> per target, the per-seed difference A - B (same data and seed), mean ± SE, and how many
+    seeds A won / tied / lost: the paired comparison is tighter than two independent means."""
+    rows = []
+    for pair in pairs:
+        a, b = pair.split(":")
+        diffs = [[x - y for x, y in zip(_accs(out, s, a, rule), _accs(out, s, b, rule))] for s in seeds]
+        cells = []
+        for i in range(len(TARGETS)):
+            d = [r[i] for r in diffs]
+            won, lost = sum(x > 1e-9 for x in d), sum(x < -1e-9 for x in d)
+            cells.append(f"{_ms(d)} ({won}/{len(d) - won - lost}/{lost})")
+        rows.append((f"{a} − {b}", rule, *cells))
     return rows
 
 
@@ -94,12 +118,19 @@ def main(argv=None) -> None:
     ap.add_argument("--seeds", nargs="+", required=True)
     ap.add_argument("--arms", nargs="+", required=True)
     ap.add_argument("--format", default="simple", help="tabulate format (github for README tables)")
+    ap.add_argument("--paired", nargs="*", default=[], metavar="A:B",
+                    help="also the per-seed differences A - B (mean ± SE; seeds won/tied/lost), both selection rules")
+    ap.add_argument("--no-ensemble", action="store_true", help="leave out the gamma-ensemble table")
     a = ap.parse_args(argv)
     print(f"seeds: {' '.join(a.seeds)}; top-1 % on each target's test split (mean ± SE over seeds)")
     print(tabulate(table(a.out, a.seeds, a.arms),
                    headers=("arm", "select", "source_val", *(f"{t}_test" for t in TARGETS), "pert % (ADA runs)"),
                    tablefmt=a.format))
-    ens = ensemble_table(a.out, a.seeds)
+    if a.paired:
+        print("\npaired differences, points (per seed: same data, same seed); in brackets seeds won/tied/lost")
+        rows = [r for rule in ("val", "oracle") for r in paired_table(a.out, a.seeds, a.paired, rule)]
+        print(tabulate(rows, headers=("A − B", "select", *(f"{t}_test" for t in TARGETS)), tablefmt=a.format))
+    ens = [] if a.no_ensemble else ensemble_table(a.out, a.seeds)
     if ens:
         print("\ngamma ensemble (best.pt of gamma = 0.001, 0.01, 0.1, 1; source-val selection)")
         print(tabulate(ens, headers=("", "seeds", *(f"{t}_test" for t in TARGETS)), tablefmt=a.format))
