@@ -171,7 +171,7 @@ def test_apn_benchmark_toy_fallback_with_the_gamma_ensemble(tmp_path):
     and prints both tables (accuracies with the perturbation norms; the ensemble's rules and members)."""
     out = tmp_path / "apn"
     r = run_recipe(RECIPES / "apn" / "benchmark.sh", tmp_path, OUT=out, SEEDS=0, EPOCHS=1, VPC=2, FRAMES=10,
-                   ARMS="apn-ada-g0.001 apn-ada apn-ada-g0.1 apn-ada-g1")
+                   ARMS="apn-ada-g0.001 apn-ada apn-ada-g0.1 apn-ada-g1", PAIRED="apn-ada:apn-ada-g1")
     ens = json.loads((out / "seed0/gamma_ensemble.json").read_text())
     assert set(ens) == {"maxconf", "mean"} and set(ens["maxconf"]) == {"control", "onset", "tempo", "absence"}
     members = ens["maxconf"]["onset"]["ensemble"]["members"]
@@ -179,3 +179,5 @@ def test_apn_benchmark_toy_fallback_with_the_gamma_ensemble(tmp_path):
     rows = [line for line in r.stdout.splitlines() if line.startswith("apn-ada ")]
     assert "II " in rows[0] and "III " in rows[0]  # the perturbation norms beside the accuracies
     assert any(line.startswith("ensemble maxconf") for line in r.stdout.splitlines())
+    paired = [line for line in r.stdout.splitlines() if line.startswith("apn-ada − apn-ada-g1")]
+    assert len(paired) == 2 and "(" in paired[0]  # per-seed differences, val and oracle, with won/tied/lost

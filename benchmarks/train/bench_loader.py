@@ -74,8 +74,12 @@ def main():
         ref = steps_per_s(model, cycle(cached), a.steps)
         rows = [("tensors in memory (ceiling)", 0, round(ref * a.batch_size, 1), 1.0)]
         for workers in (0, 1, 2):
-            loader = make_loader(ds, a.batch_size, workers, shuffle=True, drop_last=True)
-            r = steps_per_s(model, cycle(loader), a.steps)
+            # one iterator for the whole measurement (a real epoch is thousands of steps): re-creating the
+            # iterator every 8 batches of this small store would time the workers' start-up, not the loader
+            sampler = torch.utils.data.RandomSampler(ds, replacement=True, num_samples=(a.steps + 2) * a.batch_size,
+                                                     generator=torch.Generator().manual_seed(0))
+            loader = make_loader(ds, a.batch_size, workers, sampler=sampler, drop_last=True)
+            r = steps_per_s(model, iter(loader), a.steps)
             rows.append((f"store loader ({a.encoding})", workers, round(r * a.batch_size, 1), round(r / ref, 3)))
     print(f"model {a.model}, input {spec.num_frames}x{spec.size}x{spec.size}, batch {a.batch_size}, "
           f"torch threads {a.threads}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "

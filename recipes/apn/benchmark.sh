@@ -17,11 +17,15 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 if [ $# -eq 0 ]; then
   OUT=${OUT:-runs/apn_toy}
-  SEEDS=${SEEDS:-"0 1 2 3 4"}
-  ARMS=${ARMS:-"tsn trn trn-ada apn-global apn apn-ada apn-ada-III apn-ada-II apn-ada-random apn-ada-g0.001 apn-ada-g0.1 apn-ada-g1"}
+  SEEDS=${SEEDS:-"0 1 2 3 4 5 6 7 8 9"}  # README: these 10 seeds, every arm (~1 h on one core)
+  if [ -z "${ARMS:-}" ]; then  # every arm, and the README's paired differences (PAIRED="A:B ..." for other ARMS)
+    ARMS="tsn trn trn-ada apn-global apn apn-3x apn-ada apn-ada-III apn-ada-II apn-ada-random apn-ada-g0.001 apn-ada-g0.1 apn-ada-g1 apn-ada-eta8 apn-ada-eta8-random"
+    PAIRED=${PAIRED:-"apn-ada:apn-ada-random apn-ada:apn apn-ada-random:apn apn-ada:apn-3x apn-3x:apn apn-ada-III:apn-ada-random apn-ada-II:apn-ada-random apn-ada-eta8:apn-ada-eta8-random trn-ada:trn apn:trn apn-global:apn"}
+  fi
   python "$HERE/toy_ada.py" "$OUT" --seeds $SEEDS --arms $ARMS
   python "$HERE/toy_ada.py" "$OUT" --seeds $SEEDS --ensemble
-  python "$HERE/toy_table.py" "$OUT" --seeds $SEEDS --arms $ARMS
+  # shellcheck disable=SC2086
+  python "$HERE/toy_table.py" "$OUT" --seeds $SEEDS --arms $ARMS --paired ${PAIRED:-}
   exit 0
 fi
 [ $# -eq 3 ] || { echo "usage: benchmark.sh BENCH STORES OUT (BENCH: ucf_hmdb something pku ntu), or no arguments" >&2; exit 2; }
