@@ -198,7 +198,7 @@ class StoreReader:
                 raise damaged(self.path, exc) from None
         self._h5 = None
         self._pid = None
-        self._h5_datasets = None  # (handle, {key: h5py.Dataset}) of readers that cache lookups
+        self._h5_groups = None  # (handle, {key: h5py.Group}) of readers that cache group lookups
 
     def _load(self, f: h5py.File) -> None:  # pragma: no cover - overridden
         pass
@@ -225,13 +225,13 @@ class StoreReader:
         if self._h5 is not None and self._pid == os.getpid():
             self._h5.close()
         self._h5 = None
-        self._h5_datasets = None
+        self._h5_groups = None
 
     def __getstate__(self):
         st = self.__dict__.copy()
         st["_h5"] = None
         st["_pid"] = None
-        st["_h5_datasets"] = None
+        st["_h5_groups"] = None
         return st
 
     def __enter__(self):
